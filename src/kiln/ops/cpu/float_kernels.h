@@ -1,0 +1,37 @@
+// The f32 inner loops that dominate elementwise work, compiled once per instruction set
+// (float_kernels_isa.cpp built three times: portable, AVX2+FMA, AVX-512) and chosen at run time
+// from CPUID. Each function processes one run of `n` elements; a stride of 0 or 1 per input
+// covers contiguous data and broadcast scalars, which is all the strided-loop driver hands us
+// after it merges dims. The f64 and integer paths are plain templates elsewhere.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace kiln::ops::cpu {
+
+enum class BinaryOp : uint8_t { add, sub, mul, div, pow, maximum, minimum };
+enum class UnaryOp : uint8_t { neg, abs, exp, log, sqrt, rsqrt, tanh, sigmoid, relu, gelu, gelu_tanh, silu };
+// Backward of a unary op: grad_in = grad_out * f'(...). `saved` is the op's input, except for
+// exp, tanh and sigmoid, whose derivative is cheaper from the output.
+enum class UnaryBackwardOp : uint8_t { relu, gelu, gelu_tanh, silu, tanh_from_out, sigmoid_from_out };
+
+struct FloatKernels {
+  std::string_view isa;
+  // o[i] = a[i*sa] op b[i*sb], sa and sb in {0, 1}
+  void (*binary)(BinaryOp op, float* o, const float* a, int64_t sa, const float* b, int64_t sb, int64_t n);
+  void (*unary)(UnaryOp op, float* o, const float* x, int64_t n);
+  void (*unary_backward)(UnaryBackwardOp op, float* gin, const float* gout, const float* saved, int64_t n);
+  void (*clamp)(float* o, const float* x, float lo, float hi, int64_t n);
+  void (*axpy)(float* y, float alpha, const float* x, int64_t n);  // y += alpha * x
+  void (*scale)(float* y, float alpha, int64_t n);                  // y *= alpha
+  double (*sum)(const float* x, int64_t n);                          // fixed-order sum, f64 accumulate
+};
+
+// The kernels for the best instruction set this CPU supports (KILN_ISA=portable|avx2|avx512
+// in the environment forces a lower one, for testing the fallbacks).
+const FloatKernels& float_kernels();
+const FloatKernels& float_kernels_portable();
+std::string_view simd_level();
+
+}  // namespace kiln::ops::cpu
