@@ -1,0 +1,52 @@
+// DataLoader: shuffled (seeded), batched, prefetched by worker threads. The order of an epoch is a
+// pure function of (seed, epoch), and the loader's position is (epoch, next batch), so a
+// checkpoint can resume mid-epoch with exactly the same batches. Workers only prepare batches
+// ahead; the batches come out in order regardless of how many workers run.
+#pragma once
+
+#include <functional>
+#include <optional>
+
+#include "kiln/data/dataset.h"
+
+namespace kiln::data {
+
+struct LoaderOptions {
+  int64_t batch_size = 64;
+  bool shuffle = true;
+  bool drop_last = false;
+  int num_workers = 1;  // threads preparing batches ahead (0 = prepare in next())
+  int prefetch = 2;     // batches prepared ahead per worker
+  uint64_t seed = 0;
+  // Optional per-batch transform (augmentation) applied in the worker, with a generator seeded
+  // from (seed, epoch, batch index) so it is deterministic.
+  std::function<void(Batch&, uint64_t batch_seed)> transform;
+};
+
+struct LoaderState {
+  int64_t epoch = 0;
+  int64_t batch = 0;  // next batch to hand out within the epoch
+};
+
+class DataLoader {
+ public:
+  DataLoader(DatasetPtr dataset, LoaderOptions options);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  void set_state(LoaderState s);  // positions the loader (e.g. after resume)
+  LoaderState state() const;
+  // The next batch of the current epoch, or nullopt at its end (then state().epoch advances and
+  // state().batch resets to 0).
+  std::optional<Batch> next();
+  int64_t batches_per_epoch() const;
+  const Dataset& dataset() const { return *dataset_; }
+
+ private:
+  struct Impl;
+  DatasetPtr dataset_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln::data
