@@ -29,7 +29,9 @@ class Module {
   std::vector<std::pair<std::string, Tensor>> named_buffers() const;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const { return children_; }
 
-  StateDict state_dict() const;  // parameters and buffers, by dotted name
+  // Parameters and buffers by dotted name: detached handles sharing the module's memory (clone
+  // them to keep a snapshot while training goes on).
+  StateDict state_dict() const;
   // Copies values into the existing tensors (no autograd). Strict: every key must match in name,
   // shape and dtype; the error names the first missing, unexpected or mismatched key.
   void load_state_dict(const StateDict& state, bool strict = true);
@@ -46,11 +48,14 @@ class Module {
   Tensor register_buffer(const std::string& name, Tensor t);
   template <typename M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    check_new_name(name);
     children_.emplace_back(name, m);
     return m;
   }
 
  private:
+  void check_new_name(const std::string& name) const;  // unique among this module's entries, no '.'
+
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<std::pair<std::string, Tensor>> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
