@@ -20,7 +20,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
   Tensor weight = uniform(out0.shape(), 0.5, 1.5, gen, DType::f64);
   auto objective = [&](const std::vector<Tensor>& xs) {
     Tensor y = f(xs);
-    return ops::sum(ops::mul(to_dtype_raw(y, DType::f64), weight));
+    return ops::sum(ops::mul(ops::to(y, DType::f64), weight));  // ops::to keeps y's history
   };
 
   std::vector<Tensor> leaves;
