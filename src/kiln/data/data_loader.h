@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 
 #include "kiln/data/dataset.h"
@@ -48,5 +49,11 @@ class DataLoader {
   DatasetPtr dataset_;
   std::unique_ptr<Impl> impl_;
 };
+
+// The order of examples in `epoch`: a Fisher-Yates shuffle driven by a Generator seeded from
+// (seed, epoch), or 0..n-1 when !shuffle. Exposed so tests and tools can reproduce it.
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle = true);
+// The seed handed to LoaderOptions::transform for batch `batch` of `epoch`.
+uint64_t batch_seed(uint64_t seed, int64_t epoch, int64_t batch);
 
 }  // namespace kiln::data
