@@ -7,6 +7,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "kiln/core/tensor.h"
 
@@ -22,5 +23,7 @@ struct SafetensorsContent {
 
 void save_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata = {});
 SafetensorsContent load_safetensors(const std::string& path);  // throws IoError naming the file and rule
+// The same from bytes already in memory; `source` names them in errors.
+SafetensorsContent parse_safetensors(std::string_view bytes, const std::string& source);
 
 }  // namespace kiln::io
