@@ -1,0 +1,28 @@
+// kiln info: what this build is and what it will run on.
+#include <dnnl.hpp>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "kiln/cli/commands.h"
+#include "kiln/core/error.h"
+#include "kiln/core/thread_pool.h"
+#include "kiln/ops/cpu/float_kernels.h"
+
+namespace kiln::cli {
+
+int run_info() {
+  const dnnl_version_t* v = dnnl_version();
+  nlohmann::json j = {
+      {"version", KILN_VERSION},
+      {"simd", std::string(ops::cpu::simd_level())},
+      {"blas", detail::concat("oneDNN ", v->major, ".", v->minor, ".", v->patch)},
+      {"threads", get_num_threads()},
+      {"cuda", false},
+      {"devices", {"cpu"}},
+  };
+  std::printf("%s\n", j.dump(2).c_str());
+  return 0;
+}
+
+}  // namespace kiln::cli

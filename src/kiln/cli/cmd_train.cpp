@@ -1,0 +1,52 @@
+// kiln train and kiln eval.
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "kiln/cli/commands.h"
+#include "kiln/cli/evaluate.h"
+#include "kiln/cli/task.h"
+#include "kiln/cli/trainer.h"
+#include "kiln/core/thread_pool.h"
+#include "kiln/io/checkpoint.h"
+
+namespace kiln::cli {
+
+int run_train(const TrainArgs& args) {
+  TrainConfig config = load_config(args.config, args.overrides);
+  TrainOptions opt{args.out_dir, args.resume};
+  TrainSummary s = train(config, opt);
+  nlohmann::json j = {{"model", s.model},
+                      {"epochs", s.epochs},
+                      {"steps", s.steps},
+                      {"train_loss", s.train_loss},
+                      {"test_loss", s.test_loss},
+                      {"test_accuracy", s.test_accuracy},
+                      {s.unit == "tokens" ? "tokens_per_s" : "images_per_s", s.rate},
+                      {"checkpoint", s.checkpoint},
+                      {"seconds", s.seconds}};
+  std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+int run_eval(const EvalArgs& args) {
+  io::Checkpoint ckpt = io::load_checkpoint(args.checkpoint);
+  TrainConfig config = parse_config(ckpt.state.config_toml, args.checkpoint + " (embedded config)");
+  auto colon = args.data.find(':');
+  std::string source = args.data.substr(0, colon);
+  std::string split = colon == std::string::npos ? "test" : args.data.substr(colon + 1);
+  KILN_CHECK(split == "test" || split == "train", "--data '", args.data, "': split must be 'test' or 'train'");
+  KILN_CHECK(source == config.data.dataset, "--data '", args.data, "': the checkpoint's model was trained on '",
+             config.data.dataset, "'");
+  set_num_threads(static_cast<int>(config.threads));
+  Task task = make_task(config, &ckpt.state.extra);
+  nn::ModulePtr model = nn::make_model(task.spec, config.seed);
+  model->load_state_dict(ckpt.model);
+  EvalResult r = evaluate(*model, split == "test" ? task.test : task.train, args.batch_size);
+  nlohmann::json j = {{"checkpoint", args.checkpoint}, {"model", config.model.name}, {"data", args.data},
+                      {"accuracy", r.accuracy},        {"loss", r.loss},            {"count", r.count}};
+  std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,201 @@
+#include "kiln/cli/trainer.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "kiln/autograd/engine.h"
+#include "kiln/cli/evaluate.h"
+#include "kiln/cli/progress.h"
+#include "kiln/cli/task.h"
+#include "kiln/core/rng.h"
+#include "kiln/core/thread_pool.h"
+#include "kiln/data/augment.h"
+#include "kiln/data/data_loader.h"
+#include "kiln/data/fashion_mnist.h"
+#include "kiln/io/atomic_file.h"
+#include "kiln/io/checkpoint.h"
+#include "kiln/io/metrics_log.h"
+#include "kiln/io/tensorboard.h"
+#include "kiln/nn/sampling.h"
+#include "kiln/ops/ops.h"
+#include "kiln/optim/lr_schedule.h"
+
+namespace kiln::cli {
+
+namespace {
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::vector<Tensor> params) {
+  if (c.optim.name == "sgd")
+    return optim::make_sgd(std::move(params), {c.optim.lr, c.optim.momentum, c.optim.weight_decay, c.optim.nesterov});
+  optim::AdamOptions a{c.optim.lr, c.optim.beta1, c.optim.beta2, c.optim.eps, c.optim.weight_decay};
+  return c.optim.name == "adamw" ? optim::make_adamw(std::move(params), a) : optim::make_adam(std::move(params), a);
+}
+
+std::unique_ptr<optim::LrSchedule> make_schedule(const TrainConfig& c, int64_t total_steps) {
+  if (c.schedule.name == "step") return optim::step_lr(c.optim.lr, c.schedule.step_size, c.schedule.gamma);
+  if (c.schedule.name == "cosine")
+    return optim::cosine_lr(c.optim.lr, c.schedule.warmup_steps, total_steps, c.schedule.min_lr);
+  return optim::constant_lr(c.optim.lr);
+}
+
+std::string sample_text(nn::Module& model, const Task& task, const TrainConfig& c) {
+  std::vector<int64_t> prompt;
+  for (char ch : c.sample.prompt) {
+    auto pos = task.vocab.find(ch);
+    if (pos != std::string::npos) prompt.push_back(static_cast<int64_t>(pos));
+  }
+  if (prompt.empty()) prompt.push_back(0);
+  Generator gen(c.seed ^ 0x5a3d1e);
+  nn::SampleOptions so;
+  so.temperature = c.sample.temperature;
+  so.top_k = c.sample.top_k;
+  so.context = c.data.context;
+  std::vector<int64_t> ids = nn::generate(model, prompt, c.sample.tokens, gen, so);
+  std::string out;
+  for (int64_t id : ids) out += task.vocab[static_cast<size_t>(id)];
+  return out;
+}
+
+}  // namespace
+
+std::string checkpoint_path(const std::string& out_dir) { return out_dir + "/checkpoint.safetensors"; }
+
+namespace {
+// A run killed while writing a checkpoint leaves its temporary file behind (the previous
+// checkpoint is intact: the rename never happened). Remove such leftovers before going on.
+void remove_stale_temporaries(const std::string& out_dir) {
+  for (const auto& e : std::filesystem::directory_iterator(out_dir))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) std::filesystem::remove(e.path());
+}
+}  // namespace
+
+TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
+  auto wall_start = std::chrono::steady_clock::now();
+  set_num_threads(static_cast<int>(c.threads));
+  manual_seed(c.seed);
+  std::filesystem::create_directories(opt.out_dir);
+  remove_stale_temporaries(opt.out_dir);
+  const std::string ckpt_file = checkpoint_path(opt.out_dir);
+
+  std::optional<io::Checkpoint> resumed;
+  if (opt.resume) {
+    KILN_CHECK(std::filesystem::exists(ckpt_file), "--resume: no checkpoint at ", ckpt_file);
+    resumed = io::load_checkpoint(ckpt_file);
+    KILN_CHECK(resumed->state.model_name == c.model.name, "--resume: checkpoint ", ckpt_file, " holds model '",
+               resumed->state.model_name, "' but the config asks for '", c.model.name, "'");
+  }
+
+  Task task = make_task(c, resumed ? &resumed->state.extra : nullptr);
+  nn::ModulePtr model = nn::make_model(task.spec, c.seed);
+  auto optimizer = make_optimizer(c, model->parameters());
+
+  data::LoaderOptions lo;
+  lo.batch_size = c.data.batch_size;
+  lo.shuffle = c.data.shuffle;
+  lo.drop_last = c.data.drop_last;
+  lo.num_workers = static_cast<int>(c.data.workers);
+  lo.seed = c.seed;
+  if (c.data.augment && !task.is_text) lo.transform = data::make_image_augment({4, true, -data::kFashionMnistMean / data::kFashionMnistStd});
+  data::DataLoader loader(task.train, lo);
+  const int64_t batches = loader.batches_per_epoch();
+  int64_t steps_per_epoch = (batches + c.optim.grad_accum - 1) / c.optim.grad_accum;
+  int64_t total_steps = c.train.max_steps > 0 ? c.train.max_steps : steps_per_epoch * c.train.epochs;
+  auto schedule = make_schedule(c, total_steps);
+
+  io::TrainingState state;
+  state.config_toml = to_toml(c);
+  state.model_name = c.model.name;
+  state.extra = task.extra;
+  if (resumed) {
+    model->load_state_dict(resumed->model);
+    optimizer->load_state_dict(resumed->optim);
+    state.step = resumed->state.step;
+    state.loader = resumed->state.loader;
+    state.epoch_loss_sum = resumed->state.epoch_loss_sum;
+    state.epoch_batches = resumed->state.epoch_batches;
+    default_generator().set_state(resumed->state.rng);
+    loader.set_state(state.loader);
+  } else {
+    io::write_file_atomic(opt.out_dir + "/config.toml", state.config_toml);
+  }
+
+  io::MetricsLog metrics(opt.out_dir + "/metrics.jsonl", /*append=*/opt.resume);
+  io::TensorBoardWriter tb(opt.out_dir);
+  Progress progress(c.train.log_every, task.sample_unit);
+  auto save = [&] {
+    state.loader = loader.state();
+    state.rng = default_generator().state();
+    io::save_checkpoint(ckpt_file, *model, optimizer.get(), state);
+  };
+
+  TrainSummary summary;
+  summary.model = c.model.name;
+  summary.unit = task.sample_unit;
+  summary.checkpoint = ckpt_file;
+  model->train();
+  bool stop = false;
+  while (!stop && loader.state().epoch < c.train.epochs) {
+    int64_t epoch = loader.state().epoch;
+    int64_t first = loader.state().batch;
+    progress.start_epoch(epoch, c.train.epochs, batches, first);
+    int64_t micro = 0;
+    while (auto batch = loader.next()) {
+      Tensor logits = model->forward(batch->input);
+      Tensor loss = task_loss(logits, batch->target);
+      double loss_value = loss.item();
+      KILN_CHECK(std::isfinite(loss_value), "train: loss became ", loss_value, " at step ", state.step,
+                 "\nhelp: lower optim.lr or set optim.grad_clip");
+      autograd::backward(c.optim.grad_accum > 1 ? ops::div(loss, static_cast<double>(c.optim.grad_accum)) : loss);
+      state.epoch_loss_sum += loss_value;
+      ++state.epoch_batches;
+      int64_t index = loader.state().batch - 1;
+      bool last_in_epoch = index + 1 == batches;
+      if (++micro == c.optim.grad_accum || last_in_epoch) {
+        micro = 0;
+        if (c.optim.grad_clip > 0) optim::clip_grad_norm(optimizer->params(), c.optim.grad_clip);
+        optimizer->set_lr(schedule->lr_at(state.step));
+        optimizer->step();
+        optimizer->zero_grad();
+        ++state.step;
+        tb.add_scalar("train/loss", loss_value, state.step);
+        if (c.train.checkpoint_every > 0 && state.step % c.train.checkpoint_every == 0 && !last_in_epoch) save();
+        if (c.train.max_steps > 0 && state.step >= c.train.max_steps) stop = true;
+      }
+      progress.update(index, loss_value, batch->target.numel());
+      if (stop) break;
+    }
+    progress.end_epoch();
+    double rate = progress.epoch_rate();
+    double train_loss = state.epoch_batches > 0 ? state.epoch_loss_sum / static_cast<double>(state.epoch_batches) : 0;
+    EvalResult ev = evaluate(*model, task.test, c.data.batch_size, c.train.eval_batches);
+    nlohmann::json line = {{"epoch", epoch + 1},        {"step", state.step},         {"train_loss", train_loss},
+                           {"test_loss", ev.loss},      {"test_accuracy", ev.accuracy},
+                           {task.is_text ? "tokens_per_s" : "images_per_s", rate},
+                           {"lr", optimizer->lr()},     {"seconds", progress.epoch_seconds()}};
+    metrics.append(line.dump());
+    tb.add_scalar("test/loss", ev.loss, state.step);
+    tb.add_scalar("test/accuracy", ev.accuracy, state.step);
+    progress.message(detail::concat("epoch ", epoch + 1, ": train_loss ", train_loss, " test_loss ", ev.loss,
+                                    " test_accuracy ", ev.accuracy, " ", static_cast<int64_t>(rate), " ",
+                                    task.sample_unit, "/s"));
+    if (task.is_text && c.sample.tokens > 0) progress.message("sample: " + sample_text(*model, task, c));
+    state.epoch_loss_sum = 0.0;
+    state.epoch_batches = 0;
+    save();
+    summary.train_loss = train_loss;
+    summary.test_loss = ev.loss;
+    summary.test_accuracy = ev.accuracy;
+    summary.rate = rate;
+  }
+  // Epochs run, counting one stopped part-way by max_steps.
+  summary.epochs = loader.state().epoch + (loader.state().batch > 0 ? 1 : 0);
+  summary.steps = state.step;
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  return summary;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,34 @@
+// The training loop behind `kiln train`: data, model, optimiser and schedule from a config;
+// per-epoch evaluation, metrics (metrics.jsonl + TensorBoard), checkpoints that resume exactly.
+#pragma once
+
+#include <string>
+
+#include "kiln/cli/config.h"
+
+namespace kiln::cli {
+
+struct TrainOptions {
+  std::string out_dir = "runs/latest";
+  bool resume = false;  // continue from out_dir/checkpoint.safetensors
+};
+
+struct TrainSummary {
+  std::string model;
+  int64_t epochs = 0;
+  int64_t steps = 0;
+  double train_loss = 0.0;
+  double test_loss = 0.0;
+  double test_accuracy = 0.0;
+  double rate = 0.0;  // samples per second over the last epoch
+  std::string unit;   // "images" or "tokens"
+  std::string checkpoint;
+  double seconds = 0.0;
+};
+
+TrainSummary train(const TrainConfig& config, const TrainOptions& options);
+
+// The checkpoint file inside a run directory.
+std::string checkpoint_path(const std::string& out_dir);
+
+}  // namespace kiln::cli
