@@ -25,7 +25,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
 
   std::vector<Tensor> leaves;
   for (const auto& t : inputs) {
-    Tensor leaf = clone_raw(t);
+    Tensor leaf = t.defined() ? clone_raw(t) : Tensor();  // undefined = an absent optional input
     if (t.requires_grad()) leaf.set_requires_grad(true);
     leaves.push_back(leaf);
   }
@@ -39,7 +39,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
     if (!analytic.defined()) analytic = Tensor::zeros(inputs[i].shape(), DType::f64);
     analytic = contiguous_raw(analytic);
     std::vector<Tensor> probe;
-    for (const auto& t : inputs) probe.push_back(clone_raw(t));
+    for (const auto& t : inputs) probe.push_back(t.defined() ? clone_raw(t) : Tensor());
     double* p = probe[i].data<double>();
     for (int64_t k = 0; k < probe[i].numel(); ++k) {
       double orig = p[k];

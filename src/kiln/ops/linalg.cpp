@@ -82,6 +82,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   check_float_pair("matmul", a, b);
   KILN_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands need at least 1 dim, got ", shape_str(a.shape()),
              " @ ", shape_str(b.shape()));
+  if (a.dim() == 1 && b.dim() == 1) return reshape(matmul(unsqueeze(a, 0), unsqueeze(b, 1)), {});  // dot product
   if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
   if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
   Tensor out = matmul_nd(a, b, Tensor());

@@ -29,6 +29,7 @@ ReducePlan plan_reduce(const Tensor& x, const Dims& dims, const char* op) {
   p.reduced.assign(x.dim(), dims.empty());
   for (int64_t d : dims) {
     int64_t w = wrap_dim(d, x.dim(), op);
+    if (x.dim() == 0) continue;  // dim 0 / -1 of a 0-d tensor is the tensor itself
     KILN_CHECK(!p.reduced[w] || dims.empty(), op, ": dimension ", d, " listed twice");
     p.reduced[w] = true;
   }
