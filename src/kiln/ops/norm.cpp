@@ -184,7 +184,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
   const bool has_w = weight.defined(), has_b = bias.defined();
   return record("batch_norm", used, out,
                 [d, training, has_w, has_b, x_ = SavedTensor(xc, "batch_norm"),
-                 w_ = has_w ? SavedTensor(weight, "batch_norm") : SavedTensor(), mean_t, rstd_t](
+                 w_ = has_w ? SavedTensor(contiguous_raw(weight), "batch_norm") : SavedTensor(), mean_t, rstd_t](
                     const Tensor& g, const std::vector<bool>& need) {
                   const Tensor& x = x_.get();
                   Tensor gc = contiguous_raw(g);

@@ -106,8 +106,9 @@ KILN_INLINE void softmax_impl(const T* x, T* y, int64_t rows, int64_t n, T scale
         for (int j = 0; i < valid; ++i, ++j) acc[j] += exp_(scale * xr[i] - shift);
         s = lanes_sum(acc);
       }
-      T off = shift + log_(s);
-      for (int64_t i = 0; i < valid; ++i) yr[i] = scale * xr[i] - off;
+      // (x - max) - log(s), not x - (max + log(s)): the sum would round away log(s)'s low bits.
+      const T ls = log_(s);
+      for (int64_t i = 0; i < valid; ++i) yr[i] = (scale * xr[i] - shift) - ls;
       for (int64_t i = valid; i < n; ++i) yr[i] = -std::numeric_limits<T>::infinity();
     }
   }
@@ -223,15 +224,17 @@ KILN_INLINE void cross_entropy_impl(const T* x, const int64_t* target, T* loss, 
     for (; i + kLanes <= n; i += kLanes)
       for (int j = 0; j < kLanes; ++j) acc[j] += exp_(xr[i + j] - m);
     for (int j = 0; i < n; ++i, ++j) acc[j] += exp_(xr[i] - m);
-    T l = m + log_(lanes_sum(acc));
-    lse[r] = l;
+    // Written relative to the max so that large logits keep log(s)'s low bits:
+    // lse - (1-eps) x_t - eps mean(x) = log(s) + (1-eps)(m - x_t) + eps (m - mean(x)).
+    const T ls = log_(lanes_sum(acc));
+    lse[r] = ls;
     int64_t t = target[r];
     if (t == ignore_index) {
       loss[r] = T(0);
       continue;
     }
-    T v = l - (T(1) - eps) * xr[t];
-    if (eps != T(0)) v -= eps * (row_sum(xr, n) / static_cast<T>(n));
+    T v = ls + (T(1) - eps) * (m - xr[t]);
+    if (eps != T(0)) v += eps * (m - row_sum(xr, n) / static_cast<T>(n));
     loss[r] = v;
   }
 }
@@ -248,8 +251,8 @@ KILN_INLINE void cross_entropy_backward_impl(const T* x, const int64_t* target, 
       for (int64_t i = 0; i < n; ++i) o[i] = T(0);
       continue;
     }
-    const T s = scale[r * scale_stride], l = lse[r], smooth = eps / static_cast<T>(n);
-    for (int64_t i = 0; i < n; ++i) o[i] = s * (exp_(xr[i] - l) - smooth);
+    const T s = scale[r * scale_stride], m = row_max(xr, n), ls = lse[r], smooth = eps / static_cast<T>(n);
+    for (int64_t i = 0; i < n; ++i) o[i] = s * (exp_((xr[i] - m) - ls) - smooth);
     o[t] -= s * (T(1) - eps);
   }
 }

@@ -35,15 +35,16 @@ template <typename T>
 void layer_norm_param_grad_rows(const T* x, const T* g, const T* mean, const T* rstd, T* dw, T* db, int64_t rows,
                                 int64_t n);
 
-// Cross entropy with label smoothing eps over rows of n logits: lse[r] = logsumexp(x[r]) and
-// loss[r] = lse - (1 - eps) x[t] - eps * mean(x[r]). Rows whose target is ignore_index get loss 0.
+// Cross entropy with label smoothing eps over rows of n logits: loss[r] = logsumexp(x[r]) -
+// (1 - eps) x[t] - eps * mean(x[r]), and lse[r] = logsumexp(x[r] - max(x[r])) (the shifted form
+// keeps full precision for large logits). Rows whose target is ignore_index get loss 0.
 // Targets must already be validated (in [0, n) or ignore_index).
 template <typename T>
 void cross_entropy_rows(const T* x, const int64_t* target, T* loss, T* lse, int64_t rows, int64_t n, T eps,
                         int64_t ignore_index);
 
 // gx[r] = s_r * (softmax(x[r]) - (1 - eps) onehot(t) - eps / n), s_r = scale[r * scale_stride],
-// and 0 for ignored rows.
+// and 0 for ignored rows; lse is cross_entropy_rows' shifted logsumexp.
 template <typename T>
 void cross_entropy_backward_rows(const T* x, const int64_t* target, const T* lse, const T* scale,
                                  int64_t scale_stride, T* gx, int64_t rows, int64_t n, T eps,
