@@ -81,6 +81,7 @@ struct DataLoader::Impl {
   std::vector<int64_t> order;
   std::map<int64_t, Slot> ready;
   bool stop = false;
+  bool paused = false;  // after a failed batch, until the next next() call asks for it again
   std::vector<std::thread> workers;
 
   std::vector<int64_t> indices_of(int64_t b) const {
@@ -102,13 +103,14 @@ struct DataLoader::Impl {
     scheduled = b;
     ready.clear();
     ++generation;
+    paused = false;
     work_cv.notify_all();
   }
 
   void worker_loop() {
     std::unique_lock lk(mu);
     for (;;) {
-      work_cv.wait(lk, [&] { return stop || (scheduled < batches && scheduled < batch + window); });
+      work_cv.wait(lk, [&] { return stop || (!paused && scheduled < batches && scheduled < batch + window); });
       if (stop) return;
       const int64_t b = scheduled++;
       const int64_t e = epoch;
@@ -183,13 +185,19 @@ std::optional<Batch> DataLoader::next() {
     ++m.batch;
     return out;
   }
+  if (m.paused) {
+    m.paused = false;
+    m.work_cv.notify_all();
+  }
   m.ready_cv.wait(lk, [&] { return m.ready.count(m.batch) != 0; });
   auto it = m.ready.find(m.batch);
   Impl::Slot slot = std::move(it->second);
   m.ready.erase(it);
   if (slot.error) {
-    // Stay at the failed batch: a later next() rebuilds it (and everything after it) afresh.
+    // Stay at the failed batch: drop the work ahead and idle until a later next() asks for the
+    // batch again, so the retry sees whatever the caller fixed in between.
     m.reposition(m.epoch, m.batch);
+    m.paused = true;
     std::rethrow_exception(slot.error);
   }
   ++m.batch;
