@@ -1,4 +1,7 @@
 // Character-level text dataset: vocabulary, encode/decode, window layout, batches.
+#include <algorithm>
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include "data/test_util.h"
@@ -75,4 +78,25 @@ TEST(Text, SharedVocabularyAndFiles) {
   EXPECT_THROW(CharDataset::from_file(dir.file("nope.txt"), 5), IoError);
   test::write_bytes(dir.file("empty.txt"), "");
   EXPECT_THROW(CharDataset::from_file(dir.file("empty.txt"), 5), IoError);
+}
+
+// The demo corpus produced by scripts/setup.sh (skipped when setup has not run).
+TEST(Text, LoadsTheKjvCorpus) {
+  const std::string path = std::string(KILN_SOURCE_DIR) + "/data/kjv.txt";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found (run scripts/setup.sh)";
+  auto ds = CharDataset::from_file(path, 256);
+  EXPECT_GT(ds->num_tokens(), 4000000);
+  EXPECT_EQ(ds->size(), (ds->num_tokens() - 257) / 256 + 1);
+  const std::string& chars = ds->vocab().chars();
+  EXPECT_LT(ds->vocab().size(), 100);  // plain English text: a small alphabet
+  EXPECT_TRUE(std::is_sorted(chars.begin(), chars.end()));
+  for (char c : std::string("\n .,:;abcxyzABCYZ")) EXPECT_TRUE(ds->vocab().contains(c)) << c;
+  const std::string text = test::read_bytes(path);
+  const size_t at = text.find("In the beginning God created the heaven and the earth.");
+  ASSERT_NE(at, std::string::npos);
+  // Window w covers text[256 w, 256 w + 256): decode it back and compare with the file.
+  const int64_t w = static_cast<int64_t>(at / 256);
+  Example e = ds->get(w);
+  EXPECT_EQ(ds->vocab().decode(e.input), text.substr(static_cast<size_t>(w) * 256, 256));
+  EXPECT_EQ(ds->vocab().decode(e.target), text.substr(static_cast<size_t>(w) * 256 + 1, 256));
 }
