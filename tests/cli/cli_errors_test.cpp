@@ -48,9 +48,14 @@ TEST(CliErrors, WrongTypeNamesKeyAndExpectedType) {
   RunResult r = run_kiln("train " + d + "/c.toml --out " + d + "/run");
   expect_one_line_error(r, "optim.lr");
   EXPECT_NE(r.err.find("expected a number, got string"), std::string::npos) << r.err;
-  expect_one_line_error(run_kiln("train " + d + "/c.toml --set data.batch_size=big --out " + d + "/run"),
+  write_text(d + "/ok.toml", kMinimal);
+  expect_one_line_error(run_kiln("train " + d + "/ok.toml --set data.batch_size=big --out " + d + "/run"),
                         "data.batch_size");
-  expect_one_line_error(run_kiln("train " + d + "/c.toml --set no.such=1 --out " + d + "/run"), "no.such");
+  expect_one_line_error(run_kiln("train " + d + "/ok.toml --set data.shuffle=3 --out " + d + "/run"),
+                        "expected a boolean");
+  expect_one_line_error(run_kiln("train " + d + "/ok.toml --set no.such=1 --out " + d + "/run"), "no.such");
+  expect_one_line_error(run_kiln("train " + d + "/ok.toml --set data.batch_size=0 --out " + d + "/run"),
+                        "must be positive");
 }
 
 TEST(CliErrors, InvalidTomlAndMissingFile) {

@@ -9,6 +9,7 @@
 
 #include "kiln/core/error.h"
 #include "kiln/io/atomic_file.h"
+#include "kiln/nn/models.h"
 
 namespace kiln::cli {
 
@@ -164,6 +165,13 @@ void validate(const TrainConfig& c, const std::string& origin) {
                                     list, ")"));
   };
   one_of(c.data.dataset, {"fashion-mnist", "text"}, "data.dataset");
+  auto models = nn::model_names();
+  if (std::find(models.begin(), models.end(), c.model.name) == models.end()) {
+    std::string list;
+    for (const auto& m : models) list += (list.empty() ? "" : ", ") + m;
+    throw ValueError(detail::concat(origin, ": config key 'model.name': unknown model '", c.model.name,
+                                    "' (expected one of ", list, ")"));
+  }
   one_of(c.optim.name, {"sgd", "adam", "adamw"}, "optim.name");
   one_of(c.schedule.name, {"constant", "step", "cosine"}, "schedule.name");
   bool text_model = c.model.name == "gpt_char";
