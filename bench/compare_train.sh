@@ -22,7 +22,7 @@ torch_env=(env LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp MALLOC_
            MALLOC_TRIM_THRESHOLD_=1073741824 OMP_NUM_THREADS=2)
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-rate_of() { sed -E 's/.*"rate":([0-9.e+]+).*/\1/'; }
+rate_of() { sed -E 's/.*"rate": ?([0-9.e+]+).*/\1/'; }
 
 for m in "${models[@]}"; do
   steps=30; [[ $m == cnn ]] && steps=15; [[ $m == gpt_char ]] && steps=8

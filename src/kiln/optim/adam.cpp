@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "kiln/core/grad_mode.h"
+#include "kiln/ops/cpu/float_kernels.h"
 #include "kiln/optim/update_helpers.h"
 
 namespace kiln::optim {
@@ -87,6 +88,13 @@ class Adam final : public Optimizer {
     const T step_size = static_cast<T>(lr_ / (1.0 - std::pow(opt_.beta1, t)));
     const T bc2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(opt_.beta2, t)));
     const T eps = static_cast<T>(opt_.eps);
+    if constexpr (std::is_same_v<T, float>) {
+      // The f32 pass runs in the per-ISA kernel (vectorised for AVX2/AVX-512); same formula.
+      const ops::cpu::AdamStep s{decay, l2, w1, b2, w2, step_size, bc2_sqrt, eps};
+      const auto& k = ops::cpu::float_kernels();
+      detail::update_chunks(p.numel(), [&](int64_t lo, int64_t hi) { k.adam(pd + lo, gd + lo, md + lo, vd + lo, hi - lo, s); });
+      return;
+    }
     detail::update_chunks(p.numel(), [&](int64_t lo, int64_t hi) {
       for (int64_t j = lo; j < hi; ++j) {
         T pj = pd[j] * decay;

@@ -16,6 +16,17 @@ enum class UnaryOp : uint8_t { neg, abs, exp, log, sqrt, rsqrt, tanh, sigmoid, r
 // exp, tanh and sigmoid, whose derivative is cheaper from the output.
 enum class UnaryBackwardOp : uint8_t { relu, gelu, gelu_tanh, silu, tanh_from_out, sigmoid_from_out };
 
+// One Adam/AdamW step's constants (see optim/adam.cpp for the formulas they come from).
+struct AdamStep {
+  float decay;      // AdamW: 1 - lr * wd; Adam: 1
+  float l2;         // Adam: wd (added to the gradient); AdamW: 0
+  float w1;         // 1 - beta1
+  float b2, w2;     // beta2, 1 - beta2
+  float step_size;  // lr / (1 - beta1^t)
+  float bc2_sqrt;   // sqrt(1 - beta2^t)
+  float eps;
+};
+
 struct FloatKernels {
   std::string_view isa;
   // o[i] = a[i*sa] op b[i*sb], sa and sb in {0, 1}
@@ -26,6 +37,8 @@ struct FloatKernels {
   void (*axpy)(float* y, float alpha, const float* x, int64_t n);  // y += alpha * x
   void (*scale)(float* y, float alpha, int64_t n);                  // y *= alpha
   double (*sum)(const float* x, int64_t n);                          // fixed-order sum, f64 accumulate
+  // One fused Adam/AdamW pass: reads p, g, m, v once and writes p, m, v.
+  void (*adam)(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s);
 };
 
 // The kernels for the best instruction set this CPU supports (KILN_ISA=portable|avx2|avx512

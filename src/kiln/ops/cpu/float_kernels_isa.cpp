@@ -144,9 +144,22 @@ double sum(const float* __restrict x, int64_t n) {
   return total;
 }
 
+void adam(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t n,
+          const AdamStep& s) {
+  for (int64_t j = 0; j < n; ++j) {
+    float pj = p[j] * s.decay;
+    float gj = g[j] + s.l2 * pj;
+    float mj = m[j] + s.w1 * (gj - m[j]);
+    float vj = s.b2 * v[j] + s.w2 * gj * gj;
+    m[j] = mj;
+    v[j] = vj;
+    p[j] = pj - s.step_size * (mj / (std::sqrt(vj) / s.bc2_sqrt + s.eps));
+  }
+}
+
 }  // namespace
 
 extern const FloatKernels kFloatKernels;
-const FloatKernels kFloatKernels = {KILN_ISA_NAME, binary, unary, unary_backward, clamp, axpy, scale, sum};
+const FloatKernels kFloatKernels = {KILN_ISA_NAME, binary, unary, unary_backward, clamp, axpy, scale, sum, adam};
 
 }  // namespace kiln::ops::cpu::KILN_ISA_NS
