@@ -6,6 +6,11 @@
 #include <cmath>
 #include <cstring>
 
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "kiln/ops/op_registry.h"
 #include "ops/op_harness.h"
 
 using namespace kiln;
@@ -817,4 +822,44 @@ TEST(OpHarness, CatchesAcceptedBadInput) {
   OpCase c = unary("lenient", make1({2}), [](const Tensor& x) { return x; }, [](double v) { return v; })
                  .bad("lenient", [] {});
   EXPECT_NONFATAL_FAILURE(check_bad_inputs(c), "was accepted");
+}
+
+// ---------------------------------------------------------------- the op registry (ops.def)
+
+TEST(OpRegistry, NamesAreUniqueAndKindsNamed) {
+  std::set<std::string_view> seen;
+  for (const auto& op : ops::op_registry()) {
+    EXPECT_TRUE(seen.insert(op.name).second) << "ops.def lists " << op.name << " twice";
+    EXPECT_NE(ops::fusion_kind_name(op.fusion), "?") << op.name;
+  }
+  ASSERT_NE(ops::find_op("matmul"), nullptr);
+  EXPECT_EQ(ops::find_op("matmul")->fusion, ops::FusionKind::output_fusable);
+  EXPECT_EQ(ops::find_op("add")->fusion, ops::FusionKind::broadcast);
+  EXPECT_EQ(ops::find_op("sum")->fusion, ops::FusionKind::reduction);
+  EXPECT_EQ(ops::find_op("no_such_op"), nullptr);
+}
+
+TEST(OpRegistry, EveryRowNamesADeclaredOp) {
+  // A using-declaration per row: a row whose name is not a kiln::ops function does not compile.
+#define KILN_OP(name, kind) { using kiln::ops::name; }
+#include "kiln/ops/ops.def"
+#undef KILN_OP
+}
+
+TEST(OpRegistry, EveryDeclaredOpHasARow) {
+  // Scans the op headers for functions returning tensors; in-place forms (trailing _) are exempt.
+  std::regex decl(R"(^(?:Tensor|std::pair<Tensor, Tensor>|std::vector<Tensor>) ([a-z0-9_]+)\()");
+  int found = 0;
+  for (const char* header : {"elementwise.h", "reduce.h", "shape_ops.h", "linalg.h", "nn_ops.h"}) {
+    std::ifstream in(std::string(KILN_SOURCE_DIR) + "/src/kiln/ops/" + header);
+    ASSERT_TRUE(in) << header;
+    std::string line;
+    std::smatch m;
+    while (std::getline(in, line)) {
+      if (!std::regex_search(line, m, decl) || m[1].str().back() == '_') continue;
+      ++found;
+      EXPECT_NE(ops::find_op(m[1].str()), nullptr) << header << " declares " << m[1] << " but ops.def has no row for it";
+    }
+  }
+  EXPECT_GT(found, 60);
 }
