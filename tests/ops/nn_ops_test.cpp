@@ -258,6 +258,7 @@ std::vector<OpCase> conv_rows() {
       conv_case("groups", {2, 4, 5, 5}, {6, 2, 3, 3}, true, {1, 2, 1, 1, 1, 1, 2}),
       conv_case("one_channel", {3, 1, 6, 6}, {4, 1, 3, 3}, true, {}),
       conv_case("kernel_1x1", {2, 3, 4, 4}, {5, 3, 1, 1}, true, {}),
+      conv_case("padded_unit_col_stride", {2, 2, 5, 6}, {3, 2, 3, 3}, true, {2, 1, 1, 2, 2, 1, 1}),
   };
   rows[0]
       .bad("conv2d", [] { ops::conv2d(f32_zeros({2, 3, 5}), f32_zeros({4, 3, 3, 3})); })

@@ -21,13 +21,16 @@ namespace kiln::ops {
 
 namespace {
 
-// Column buffer budget per chunk, in elements (4 MB of f32: L2-resident tiles for the GEMM).
-constexpr int64_t kColBudget = 1 << 20;
+// Column buffer budget per chunk, in elements (4 MB of f32, L3-resident). Smaller chunks measured
+// no faster on this machine, and larger ones make the GEMMs no more efficient.
+constexpr int64_t kColBudget = int64_t{1} << 20;
 
 struct ConvPlan {
   int64_t N, C, H, W, O, KH, KW, OH, OW, groups, Cg, Og;
+  bool bias;
   Conv2dOptions opt;
   int64_t taps() const { return Cg * KH * KW; }
+  int64_t col_rows() const { return taps() + (bias ? 1 : 0); }  // per group, with the ones row
   int64_t P() const { return OH * OW; }
   cpu::ConvGeom geom(int64_t group_rows) const {
     return {C, H, W, KH, KW, OH, OW, opt.stride[0], opt.stride[1], opt.padding[0], opt.padding[1],
@@ -37,6 +40,9 @@ struct ConvPlan {
     return std::clamp<int64_t>(kColBudget / std::max<int64_t>(1, groups * group_rows * P()), 1, N);
   }
 };
+
+// Forward columns larger than this (elements) are recomputed in backward instead of kept.
+constexpr int64_t kKeepColLimit = int64_t{1} << 24;
 
 // Per-thread scratch that only grows, so steady-state training allocates nothing here.
 template <typename T>
@@ -55,9 +61,11 @@ void gemm(int64_t batch, int64_t M, int64_t N, int64_t K, cpu::MatrixView a, cpu
     cpu::gemm_f64_ref(batch, M, N, K, a, b, c, nullptr);
 }
 
+// col_keep, when not null, receives every chunk's columns (chunk at n0 starts at n0*groups*Kb*P)
+// so that backward can skip recomputing them.
 template <typename T>
-void conv_forward(const ConvPlan& p, const T* x, const T* w, const T* b, T* out) {
-  const int64_t taps = p.taps(), Kb = taps + (b ? 1 : 0), P = p.P(), CHW = p.C * p.H * p.W;
+void conv_forward(const ConvPlan& p, const T* x, const T* w, const T* b, T* out, T* col_keep) {
+  const int64_t taps = p.taps(), Kb = p.col_rows(), P = p.P(), CHW = p.C * p.H * p.W;
   const T* wa = w;
   std::vector<T> waug;
   if (b) {  // W_aug (O, taps + 1): the bias is the weight of the ones row.
@@ -70,9 +78,10 @@ void conv_forward(const ConvPlan& p, const T* x, const T* w, const T* b, T* out)
   }
   const cpu::ConvGeom geom = p.geom(Kb);
   const int64_t nbmax = p.chunk(Kb);
-  T* col = scratch<T>(0, p.groups * Kb * nbmax * P);
+  T* col_scratch = col_keep ? nullptr : scratch<T>(0, p.groups * Kb * nbmax * P);
   for (int64_t n0 = 0; n0 < p.N; n0 += nbmax) {
     const int64_t nb = std::min(nbmax, p.N - n0), ld = nb * P;
+    T* col = col_keep ? col_keep + n0 * p.groups * Kb * P : col_scratch;
     cpu::im2col(x + n0 * CHW, col, geom, nb, ld);
     if (p.groups == 1) {
       gemm<T>(nb, p.O, P, Kb, {wa, 0, Kb, 1}, {col, P, ld, 1}, out + n0 * p.O * P);
@@ -98,16 +107,18 @@ void gather_grad_rows(const T* gout, T* gr, int64_t O, int64_t P, int64_t nb) {
   });
 }
 
-// gx, gw, gb may be null (not needed). gw is (O, taps), gb (O).
+// gx, gw, gb may be null (not needed). gw is (O, taps), gb (O). saved_col is conv_forward's
+// col_keep, or null to recompute the columns chunk by chunk.
 template <typename T>
-void conv_backward(const ConvPlan& p, const T* x, const T* w, const T* gout, T* gx, T* gw, T* gb) {
+void conv_backward(const ConvPlan& p, const T* x, const T* w, const T* gout, T* gx, T* gw, T* gb,
+                   const T* saved_col) {
   const int64_t taps = p.taps(), P = p.P(), CHW = p.C * p.H * p.W;
-  const bool fuse_bias = gw && gb;
-  const int64_t Kb = taps + (fuse_bias ? 1 : 0);
+  const int64_t Kb = p.col_rows();
+  const bool fuse_bias = gw && p.bias;  // db is the ones row's column of the dW GEMM
   const cpu::ConvGeom geom = p.geom(Kb), geom_plain = p.geom(taps);
   const int64_t nbmax = p.chunk(Kb);
   T* gr = scratch<T>(1, p.O * nbmax * P);
-  T* col = gw ? scratch<T>(0, p.groups * Kb * nbmax * P) : nullptr;
+  T* col_scratch = gw && !saved_col ? scratch<T>(0, p.groups * Kb * nbmax * P) : nullptr;
   T* dcol = gx ? scratch<T>(2, p.groups * taps * nbmax * P) : nullptr;
   T* part = gw ? scratch<T>(3, p.O * Kb) : nullptr;
   std::vector<T> acc(gw ? static_cast<size_t>(p.O * Kb) : 0, T(0));
@@ -117,7 +128,8 @@ void conv_backward(const ConvPlan& p, const T* x, const T* w, const T* gout, T* 
     const bool first = n0 == 0;
     gather_grad_rows(gout + n0 * p.O * P, gr, p.O, P, nb);
     if (gw) {
-      cpu::im2col(x + n0 * CHW, col, geom, nb, ld);
+      const T* col = saved_col ? saved_col + n0 * p.groups * Kb * P : col_scratch;
+      if (!saved_col) cpu::im2col(x + n0 * CHW, col_scratch, geom, nb, ld);
       T* dst = first ? acc.data() : part;
       for (int64_t g = 0; g < p.groups; ++g)
         gemm<T>(1, p.Og, Kb, ld, {gr + g * p.Og * ld, 0, ld, 1}, {col + g * Kb * ld, 0, 1, ld}, dst + g * p.Og * Kb);
@@ -142,7 +154,7 @@ void conv_backward(const ConvPlan& p, const T* x, const T* w, const T* gout, T* 
   if (gw)
     for (int64_t o = 0; o < p.O; ++o) {
       std::copy(acc.data() + o * Kb, acc.data() + o * Kb + taps, gw + o * taps);
-      if (fuse_bias) gb[o] = acc[o * Kb + taps];
+      if (fuse_bias && gb) gb[o] = acc[o * Kb + taps];
     }
   if (gb && !fuse_bias)
     for (int64_t o = 0; o < p.O; ++o) gb[o] = static_cast<T>(bias_acc[o]);
@@ -161,6 +173,7 @@ ConvPlan plan_conv(const Tensor& x, const Tensor& w, const Tensor& b, const Conv
   }
   ConvPlan p;
   p.opt = opt;
+  p.bias = b.defined();
   p.N = x.shape()[0], p.C = x.shape()[1], p.H = x.shape()[2], p.W = x.shape()[3];
   p.O = w.shape()[0], p.KH = w.shape()[2], p.KW = w.shape()[3];
   p.groups = opt.groups;
@@ -191,14 +204,20 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
   const ConvPlan p = plan_conv(x, w, b, opt);
   Tensor xc = contiguous_raw(x), wc = contiguous_raw(w), bc = b.defined() ? contiguous_raw(b) : Tensor();
   Tensor out = Tensor::empty({p.N, p.O, p.OH, p.OW}, x.dtype());
-  if (out.numel() > 0)
-    dispatch_float(x.dtype(), "conv2d", [&]<typename T>() {
-      conv_forward<T>(p, xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, out.data<T>());
-    });
   std::vector<Tensor> inputs{x, w};
   if (b.defined()) inputs.push_back(b);
-  if (!any_requires_grad(inputs)) return out;
-  return record("conv2d", inputs, out, [p, x_ = SavedTensor(xc, "conv2d"), w_ = SavedTensor(wc, "conv2d")](
+  const bool track = any_requires_grad(inputs);
+  // The weight gradient needs the columns again: keep them when they are not too large.
+  const int64_t col_elems = p.groups * p.col_rows() * p.N * p.P();
+  Tensor col = track && w.requires_grad() && col_elems <= kKeepColLimit ? Tensor::empty({col_elems}, x.dtype())
+                                                                        : Tensor();
+  if (out.numel() > 0)
+    dispatch_float(x.dtype(), "conv2d", [&]<typename T>() {
+      conv_forward<T>(p, xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, out.data<T>(),
+                      col.defined() ? col.data<T>() : nullptr);
+    });
+  if (!track) return out;
+  return record("conv2d", inputs, out, [p, x_ = SavedTensor(xc, "conv2d"), w_ = SavedTensor(wc, "conv2d"), col](
                                            const Tensor& g, const std::vector<bool>& need) {
     const Tensor& x = x_.get();
     const Tensor& w = w_.get();
@@ -215,7 +234,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
     dispatch_float(x.dtype(), "conv2d backward", [&]<typename T>() {
       auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
       conv_backward<T>(p, x.data<T>(), w.data<T>(), gc.data<T>(), ptr(grads[0]), ptr(grads[1]),
-                       grads.size() > 2 ? ptr(grads[2]) : nullptr);
+                       grads.size() > 2 ? ptr(grads[2]) : nullptr, col.defined() ? col.data<T>() : nullptr);
     });
     return grads;
   });

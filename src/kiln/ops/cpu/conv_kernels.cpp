@@ -28,15 +28,69 @@ inline int64_t col_row(const ConvGeom& g, int64_t c, int64_t kh, int64_t kw) {
   return (c / g.Cg) * g.group_rows + ((c % g.Cg) * g.KH + kh) * g.KW + kw;
 }
 
+// Unit horizontal stride and dilation (the common 3x3 case): walk (kh, oh) outer so each input
+// row is read once for all kw taps, and copy whole interior runs (no per-element bounds test).
+// dst0 points at the (kh=0, kw=0) row of this plane's column block; rows are ld apart.
+template <typename T>
+void im2col_unit_stride(const T* __restrict src, T* __restrict dst0, const ConvGeom& g, int64_t ld) {
+  for (int64_t kh = 0; kh < g.KH; ++kh) {
+    T* rows = dst0 + kh * g.KW * ld;
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const int64_t ih = oh * g.sh - g.ph + kh * g.dh;
+      if (ih < 0 || ih >= g.H) {
+        for (int64_t kw = 0; kw < g.KW; ++kw) std::fill_n(rows + kw * ld + oh * g.OW, g.OW, T(0));
+        continue;
+      }
+      const T* s = src + ih * g.W;
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        T* d = rows + kw * ld + oh * g.OW;
+        const int64_t off = kw - g.pw;
+        if (off >= 0 && off + g.OW <= g.W) {
+          std::memcpy(d, s + off, sizeof(T) * static_cast<size_t>(g.OW));
+          continue;
+        }
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const int64_t iw = ow + off;
+          d[ow] = iw >= 0 && iw < g.W ? s[iw] : T(0);
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col_unit_stride, accumulating into the (zeroed) plane dst: the destination
+// row stays in L1 while the KW tap rows are added into it.
+template <typename T>
+void col2im_unit_stride(const T* __restrict src0, T* __restrict dst, const ConvGeom& g, int64_t ld) {
+  for (int64_t kh = 0; kh < g.KH; ++kh) {
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const int64_t ih = oh * g.sh - g.ph + kh * g.dh;
+      if (ih < 0 || ih >= g.H) continue;
+      T* d = dst + ih * g.W;
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const T* s = src0 + (kh * g.KW + kw) * ld + oh * g.OW;
+        const int64_t off = kw - g.pw;
+        const int64_t lo = std::max<int64_t>(0, -off), hi = std::min(g.OW, g.W - off);
+        for (int64_t ow = lo; ow < hi; ++ow) d[ow + off] += s[ow];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
 void im2col(const T* x, T* col, const ConvGeom& g, int64_t nb, int64_t ld) {
   const int64_t P = g.OH * g.OW, HW = g.H * g.W;
+  const bool unit = g.sw == 1 && g.dw == 1;
   parallel_for(0, g.C * nb, plane_grain(g), [&](int64_t lo_task, int64_t hi_task) {
     for (int64_t task = lo_task; task < hi_task; ++task) {
       const int64_t c = task / nb, j = task % nb;
       const T* __restrict src = x + (j * g.C + c) * HW;
+      if (unit) {
+        im2col_unit_stride(src, col + col_row(g, c, 0, 0) * ld + j * P, g, ld);
+        continue;
+      }
       for (int64_t kh = 0; kh < g.KH; ++kh) {
         for (int64_t kw = 0; kw < g.KW; ++kw) {
           T* __restrict dst = col + col_row(g, c, kh, kw) * ld + j * P;
@@ -75,11 +129,16 @@ void im2col(const T* x, T* col, const ConvGeom& g, int64_t nb, int64_t ld) {
 template <typename T>
 void col2im(const T* col, T* dx, const ConvGeom& g, int64_t nb, int64_t ld) {
   const int64_t P = g.OH * g.OW, HW = g.H * g.W;
+  const bool unit = g.sw == 1 && g.dw == 1;
   parallel_for(0, g.C * nb, plane_grain(g), [&](int64_t lo_task, int64_t hi_task) {
     for (int64_t task = lo_task; task < hi_task; ++task) {
       const int64_t c = task / nb, j = task % nb;
       T* __restrict dst = dx + (j * g.C + c) * HW;
       std::fill(dst, dst + HW, T(0));
+      if (unit) {
+        col2im_unit_stride(col + col_row(g, c, 0, 0) * ld + j * P, dst, g, ld);
+        continue;
+      }
       for (int64_t kh = 0; kh < g.KH; ++kh) {
         for (int64_t kw = 0; kw < g.KW; ++kw) {
           const T* __restrict src = col + col_row(g, c, kh, kw) * ld + j * P;
