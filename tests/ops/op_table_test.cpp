@@ -780,9 +780,78 @@ std::vector<OpCase> linalg_rows() {
   return r;
 }
 
+// ---------------------------------------------------------------- large inputs
+
+// Big enough for the threaded paths and for rows longer than one reduction chunk (16384);
+// forward (contiguous and strided) only: finite differences over 10^5 elements would be slow.
+std::vector<OpCase> large_rows() {
+  using namespace kiln::ops;
+  std::vector<OpCase> r;
+  auto add = [&](OpCase c) { r.push_back(c.no_gradient().tol32(1e-5, 1e-5)); };
+  auto reduce = [&](std::string name, MakeFn make, std::function<Tensor(const Tensor&)> op, std::vector<int64_t> dims,
+                    std::function<double(const std::vector<double>&)> f, DType dt = DType::f64) {
+    add(row(std::move(name), std::move(make), [op](const Inputs& x) { return op(x[0]); },
+            [=](const std::vector<RefTensor>& x) { return ref_reduce(x[0], dims, false, f, dt); }));
+  };
+  auto dmake = [](Shape s) { return [s](Generator& g) { return Inputs{distinct(g, s, 0.01)}; }; };
+  reduce("var_long_rows", make1({3, 40000}), [](const Tensor& x) { return var(x, {1}); }, {1},
+         [](const std::vector<double>& v) { return ref_var(v, 1); });
+  reduce("var_all_long", make1({50000}), [](const Tensor& x) { return var(x); }, {},
+         [](const std::vector<double>& v) { return ref_var(v, 1); });
+  reduce("logsumexp_long_rows", make1({2, 50000}, -5, 5), [](const Tensor& x) { return logsumexp(x, {1}); }, {1},
+         ref_lse);
+  reduce("sum_long_rows", make1({2, 50000}), [](const Tensor& x) { return sum(x, {1}); }, {1}, ref_sum);
+  reduce("max_values_long_rows", dmake({2, 40000}), [](const Tensor& x) { return max(x, 1).first; }, {1},
+         [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); });
+  reduce("max_indices_long_rows", dmake({2, 40000}), [](const Tensor& x) { return max(x, 1).second; }, {1},
+         ref_arg_extremum<true>, DType::i64);
+  reduce("amax_dim0_large", dmake({300, 200}), [](const Tensor& x) { return amax(x, {0}); }, {0},
+         [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); });
+  reduce("argmax_many_rows", dmake({20000, 10}), [](const Tensor& x) { return argmax(x, 1); }, {1},
+         ref_arg_extremum<true>, DType::i64);
+  add(row("gather_large", [](Generator& g) { return Inputs{rnd(g, {300, 500}), indices(g, {300, 200}, 500)}; },
+          [](const Inputs& x) { return gather(x[0], 1, x[1]); },
+          [](const std::vector<RefTensor>& x) {
+            RefTensor out(x[1].shape);
+            for (int64_t i = 0; i < out.numel(); ++i) out.v[i] = x[0].v[(i / 200) * 500 + static_cast<int64_t>(x[1].v[i])];
+            return out;
+          }));
+  add(row("scatter_add_large_duplicates",
+          [](Generator& g) { return Inputs{rnd(g, {50, 64}), indices(g, {2000, 64}, 50), rnd(g, {2000, 64})}; },
+          [](const Inputs& x) { return scatter_add(x[0], 0, x[1], x[2]); },
+          [](const std::vector<RefTensor>& x) {
+            RefTensor out = x[0];
+            for (int64_t i = 0; i < x[1].numel(); ++i)
+              out.v[static_cast<int64_t>(x[1].v[i]) * 64 + i % 64] += x[2].v[i];
+            return out;
+          })
+          .tol32(1e-4, 1e-5));
+  add(row("index_select_large", [](Generator& g) { return Inputs{rnd(g, {1000, 64}), indices(g, {3000}, 1000)}; },
+          [](const Inputs& x) { return index_select(x[0], 0, x[1]); },
+          [](const std::vector<RefTensor>& x) {
+            RefTensor out({3000, 64});
+            for (int64_t i = 0; i < out.numel(); ++i) out.v[i] = x[0].v[static_cast<int64_t>(x[1].v[i / 64]) * 64 + i % 64];
+            return out;
+          }));
+  add(row("topk_large", dmake({40, 2000}), [](const Inputs& x) { return topk(x[0], 10).first; },
+          [](const std::vector<RefTensor>& x) {
+            RefTensor out({40, 10});
+            for (int64_t i = 0; i < 40; ++i) {
+              std::vector<double> line(x[0].v.begin() + i * 2000, x[0].v.begin() + (i + 1) * 2000);
+              std::sort(line.rbegin(), line.rend());
+              std::copy(line.begin(), line.begin() + 10, out.v.begin() + i * 10);
+            }
+            return out;
+          }));
+  add(row("cat_large", [](Generator& g) { return Inputs{rnd(g, {200, 300}), rnd(g, {200, 100})}; },
+          [](const Inputs& x) { return cat(x, 1); }, [](const std::vector<RefTensor>& x) { return ref_cat(x, 1); }));
+  return r;
+}
+
 }  // namespace
 
 KILN_OP_TABLE(ElementwiseOps, elementwise_rows());
+KILN_OP_TABLE(LargeOps, large_rows());
 KILN_OP_TABLE(ReductionOps, reduction_rows());
 KILN_OP_TABLE(ShapeOps, shape_rows());
 KILN_OP_TABLE(LinalgOps, linalg_rows());
