@@ -1,6 +1,6 @@
 // Times the `cnn` reference model's layers at batch 128, forward and backward separately, and a
 // whole training step (fwd + bwd, no optimiser) built from the functional ops. Prints one JSON
-// object per figure. Usage: conv_step [iterations] [batch]
+// object per figure. Usage: conv_step [iterations] [batch] [step]  ("step": only the whole step)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -68,6 +68,8 @@ int main(int argc, char** argv) {
   Tensor target = Tensor::empty({B}, DType::i64);
   for (int64_t i = 0; i < B; ++i) target.data<int64_t>()[i] = i % 10;
 
+  const bool only_step = argc > 3 && std::string(argv[3]) == "step";
+  if (!only_step) {
   time_layer("conv1", iters, B, x, {w1, b1}, [&](const Tensor& t) { return ops::conv2d(t, w1, b1); }, false);
   time_layer("relu_pool1", iters, B, randn({B, 32, 26, 26}, g), {},
              [](const Tensor& t) { return ops::max_pool2d(ops::relu(t), {2, 2}); }, true);
@@ -79,6 +81,7 @@ int main(int argc, char** argv) {
              [&](const Tensor& t) { return ops::linear(ops::relu(ops::linear(t, w3, b3)), w4, b4); }, true);
   time_layer("cross_entropy", iters, B, randn({B, 10}, g), {},
              [&](const Tensor& t) { return ops::cross_entropy(t, target); }, true);
+  }
 
   for (Tensor* p : {&w1, &b1, &w2, &b2, &w3, &b3, &w4, &b4}) p->set_requires_grad(true);
   auto step = [&] {

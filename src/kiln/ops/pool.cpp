@@ -1,6 +1,9 @@
 // 2-d pooling over the last two dims of (N, C, H, W) or (C, H, W): max (with argmax indices kept
 // for backward, and a fast path for the common 2x2 stride-2 window), average (padding counted in
 // the divisor) and adaptive average. Threads over (n, c) planes; each plane is owned by one thread.
+// no-trapping-math lets GCC turn the max-pool compares into vector selects (NaNs still propagate).
+#pragma GCC optimize("no-trapping-math")
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -51,6 +54,44 @@ inline int64_t plane_grain(int64_t work_per_plane) {
 
 // ---- max ----
 
+// The 2x2 stride-2 window (every CNN's pooling): branch-free selects over the four taps, so the
+// loops vectorise. The index kept for backward is the tap (0..3: r0[2j], r0[2j+1], r1[2j],
+// r1[2j+1]) instead of a flat position. NaN wins, as in PyTorch.
+inline bool is_2x2(const PoolPlan& p) {
+  return p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0;
+}
+
+template <typename T>
+void max_2x2_row(const T* __restrict r0, const T* __restrict r1, T* __restrict o, int32_t* __restrict id,
+                 int64_t ow_count) {
+  for (int64_t j = 0; j < ow_count; ++j) {
+    const T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+    T m = a;
+    int32_t k = 0;
+    bool t = b > m || b != b;
+    m = t ? b : m, k = t ? 1 : k;
+    t = c > m || c != c;
+    m = t ? c : m, k = t ? 2 : k;
+    t = d > m || d != d;
+    m = t ? d : m, k = t ? 3 : k;
+    o[j] = m;
+    id[j] = k;
+  }
+}
+
+template <typename T>
+void max_2x2_row_backward(const T* __restrict g, const int32_t* __restrict id, T* __restrict r0, T* __restrict r1,
+                          int64_t ow_count) {
+  for (int64_t j = 0; j < ow_count; ++j) {
+    const T v = g[j];
+    const int32_t k = id[j];
+    r0[2 * j] = k == 0 ? v : T(0);
+    r0[2 * j + 1] = k == 1 ? v : T(0);
+    r1[2 * j] = k == 2 ? v : T(0);
+    r1[2 * j + 1] = k == 3 ? v : T(0);
+  }
+}
+
 template <typename T>
 void max_pool_forward(const PoolPlan& p, const T* x, T* out, int32_t* idx) {
   parallel_for(0, p.planes, plane_grain(p.H * p.W), [&](int64_t lo, int64_t hi) {
@@ -58,22 +99,9 @@ void max_pool_forward(const PoolPlan& p, const T* x, T* out, int32_t* idx) {
       const T* src = x + pl * p.H * p.W;
       T* o = out + pl * p.OH * p.OW;
       int32_t* id = idx + pl * p.OH * p.OW;
-      if (p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0) {
-        for (int64_t oh = 0; oh < p.OH; ++oh) {
-          const T* r0 = src + 2 * oh * p.W;
-          const T* r1 = r0 + p.W;
-          for (int64_t ow = 0; ow < p.OW; ++ow) {
-            const int64_t c = 2 * ow;
-            T m = r0[c];
-            int32_t mi = static_cast<int32_t>(2 * oh * p.W + c);
-            if (r0[c + 1] > m || r0[c + 1] != r0[c + 1]) m = r0[c + 1], mi += 1;
-            if (r1[c] > m || r1[c] != r1[c]) m = r1[c], mi = static_cast<int32_t>((2 * oh + 1) * p.W + c);
-            if (r1[c + 1] > m || r1[c + 1] != r1[c + 1])
-              m = r1[c + 1], mi = static_cast<int32_t>((2 * oh + 1) * p.W + c + 1);
-            o[oh * p.OW + ow] = m;
-            id[oh * p.OW + ow] = mi;
-          }
-        }
+      if (is_2x2(p)) {
+        for (int64_t oh = 0; oh < p.OH; ++oh)
+          max_2x2_row(src + 2 * oh * p.W, src + (2 * oh + 1) * p.W, o + oh * p.OW, id + oh * p.OW, p.OW);
         continue;
       }
       for (int64_t oh = 0; oh < p.OH; ++oh) {
@@ -97,7 +125,7 @@ void max_pool_forward(const PoolPlan& p, const T* x, T* out, int32_t* idx) {
 
 template <typename T>
 void max_pool_backward(const PoolPlan& p, const T* g, const int32_t* idx, T* gx) {
-  const bool k2 = p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0;
+  const bool k2 = is_2x2(p);
   parallel_for(0, p.planes, plane_grain(p.H * p.W), [&](int64_t lo, int64_t hi) {
     for (int64_t pl = lo; pl < hi; ++pl) {
       const T* gp = g + pl * p.OH * p.OW;
@@ -105,21 +133,10 @@ void max_pool_backward(const PoolPlan& p, const T* g, const int32_t* idx, T* gx)
       T* d = gx + pl * p.H * p.W;
       if (k2) {
         // Windows tile the plane: write every covered element once instead of zero-fill + scatter.
-        for (int64_t oh = 0; oh < p.OH; ++oh) {
-          T* r0 = d + 2 * oh * p.W;
-          T* r1 = r0 + p.W;
-          const int32_t base0 = static_cast<int32_t>(2 * oh * p.W), base1 = base0 + static_cast<int32_t>(p.W);
-          for (int64_t ow = 0; ow < p.OW; ++ow) {
-            const T v = gp[oh * p.OW + ow];
-            const int32_t i = id[oh * p.OW + ow];
-            const int32_t c = static_cast<int32_t>(2 * ow);
-            r0[c] = i == base0 + c ? v : T(0);
-            r0[c + 1] = i == base0 + c + 1 ? v : T(0);
-            r1[c] = i == base1 + c ? v : T(0);
-            r1[c + 1] = i == base1 + c + 1 ? v : T(0);
-          }
-          if (p.W > 2 * p.OW) r0[p.W - 1] = r1[p.W - 1] = T(0);
-        }
+        for (int64_t oh = 0; oh < p.OH; ++oh)
+          max_2x2_row_backward(gp + oh * p.OW, id + oh * p.OW, d + 2 * oh * p.W, d + (2 * oh + 1) * p.W, p.OW);
+        if (p.W > 2 * p.OW)
+          for (int64_t h = 0; h < 2 * p.OH; ++h) d[h * p.W + p.W - 1] = T(0);
         if (p.H > 2 * p.OH) std::fill(d + (p.H - 1) * p.W, d + p.H * p.W, T(0));
         continue;
       }
