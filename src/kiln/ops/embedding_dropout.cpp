@@ -1,6 +1,6 @@
 // embedding (a row gather, whose backward scatter-adds rows into the weight gradient) and dropout
-// (a Philox mask that is a pure function of (seed, counter), so the backward pass regenerates it
-// instead of storing it, and a seed gives the same mask on any number of threads).
+// (a Philox mask that is a pure function of (seed, counter), so a seed gives the same mask on any
+// number of threads).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -59,10 +59,12 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
 
 namespace {
 
-// y[i] = x[i] * scale where element i of the draw is kept (its 24-bit uniform >= p), else 0.
-// Element i uses word i % 4 of Philox block (base + i / 4), exactly as Generator::uniform_at.
+// y[i] = x[i] * scale where element i of the draw is kept (its 24-bit uniform >= p), else 0, and
+// mask[i] = kept. Element i uses word i % 4 of Philox block (base + i / 4), exactly as
+// Generator::uniform_at, so the mask depends on (seed, base) only, never on threading.
 template <typename T>
-void apply_dropout_mask(const T* x, T* y, int64_t n, uint64_t seed, uint64_t base, uint32_t threshold, T scale) {
+void dropout_forward(const T* x, T* y, uint8_t* mask, int64_t n, uint64_t seed, uint64_t base, uint32_t threshold,
+                     T scale) {
   const std::array<uint32_t, 2> key{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
   parallel_for(0, (n + 3) / 4, 4096, [&](int64_t lo, int64_t hi) {
     for (int64_t b = lo; b < hi; ++b) {
@@ -70,7 +72,9 @@ void apply_dropout_mask(const T* x, T* y, int64_t n, uint64_t seed, uint64_t bas
       const auto r = philox4x32({static_cast<uint32_t>(ctr), static_cast<uint32_t>(ctr >> 32), 0u, 0u}, key);
       for (int64_t k = 0; k < 4 && b * 4 + k < n; ++k) {
         const int64_t i = b * 4 + k;
-        y[i] = (r[k] >> 8) >= threshold ? x[i] * scale : T(0);
+        const bool keep = (r[k] >> 8) >= threshold;
+        mask[i] = keep;
+        y[i] = x[i] * (keep ? scale : T(0));  // x * mask * scale, as PyTorch (NaN stays NaN)
       }
     }
   });
@@ -91,14 +95,24 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   const uint32_t threshold = static_cast<uint32_t>(std::ceil(p * 16777216.0));
   const double scale = p >= 1.0 ? 0.0 : 1.0 / (1.0 - p);
   Tensor out = Tensor::empty(x.shape(), x.dtype());
+  // The mask is kept (one byte per element) rather than regenerated: Philox costs more than the
+  // memory traffic of reading it back.
+  Tensor mask = Tensor::empty({n}, DType::u8);
   dispatch_float(x.dtype(), "dropout", [&]<typename T>() {
-    apply_dropout_mask<T>(xc.data<T>(), out.data<T>(), n, seed, base, threshold, static_cast<T>(scale));
+    dropout_forward<T>(xc.data<T>(), out.data<T>(), mask.data<uint8_t>(), n, seed, base, threshold,
+                       static_cast<T>(scale));
   });
-  return record("dropout", {x}, out, [n, seed, base, threshold, scale](const Tensor& g, const std::vector<bool>&) {
+  return record("dropout", {x}, out, [n, mask, scale](const Tensor& g, const std::vector<bool>&) {
     Tensor gc = contiguous_raw(g);
     Tensor gx = Tensor::empty(g.shape(), g.dtype());
     dispatch_float(g.dtype(), "dropout backward", [&]<typename T>() {
-      apply_dropout_mask<T>(gc.data<T>(), gx.data<T>(), n, seed, base, threshold, static_cast<T>(scale));
+      const T* gp = gc.data<T>();
+      const uint8_t* m = mask.data<uint8_t>();
+      T* o = gx.data<T>();
+      const T s = static_cast<T>(scale);
+      parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) o[i] = gp[i] * (m[i] ? s : T(0));
+      });
     });
     return std::vector<Tensor>{gx};
   });
