@@ -44,7 +44,9 @@ inline float vm_exp(float x) {
   float xc = vm_select(over, kHi, x);
   xc = vm_select(under, kLo, xc);
   xc = vm_select(nan, 0.0f, xc);  // keeps the integer conversion below defined
-  float n = __builtin_rintf(xc * 1.44269504088896341f);
+  // round to nearest by adding and subtracting 1.5 * 2^23 (|xc / ln2| < 2^22): unlike rintf this
+  // needs no SSE4.1, so the baseline (SSE2) build vectorises too (exact without -ffast-math)
+  float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = xc - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;  // ln2 split in two parts for an exact reduction
   float p = 1.9875691500e-4f;
