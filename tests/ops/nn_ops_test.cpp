@@ -571,6 +571,11 @@ TEST(NnKnownValues, PoolAndSoftmaxByHand) {
   Tensor x = Tensor::from_vector<float>({1, 5, 2, 0, 3, 4, 8, 7, 9, 1, 0, 2, 6, 6, 3, 1}, {1, 1, 4, 4});
   EXPECT_EQ(ops::max_pool2d(x, {2, 2}).to_vector<float>(), (std::vector<float>{5, 8, 9, 3}));
   EXPECT_EQ(ops::avg_pool2d(x, {2, 2}).to_vector<float>(), (std::vector<float>{13 / 4.f, 17 / 4.f, 22 / 4.f, 6 / 4.f}));
+  // NaN propagates through max pooling, on the 2x2 fast path and the general one.
+  Tensor xn = Tensor::from_vector<float>({1, NAN, 2, 0, 3, 4, 8, 7, 9, 1, 0, 2, 6, 6, 3, 1}, {1, 1, 4, 4});
+  EXPECT_TRUE(std::isnan(ops::max_pool2d(xn, {2, 2}).to_vector<float>()[0]));
+  EXPECT_TRUE(std::isnan(ops::max_pool2d(xn, {3, 3}, {1, 1}).to_vector<float>()[0]));
+  EXPECT_FALSE(std::isnan(ops::max_pool2d(xn, {2, 2}).to_vector<float>()[1]));
   Tensor s = ops::softmax(Tensor::from_vector<float>({0, std::log(3.0f)}), 0);
   EXPECT_NEAR(s.to_vector<float>()[0], 0.25, 1e-6);
   EXPECT_NEAR(s.to_vector<float>()[1], 0.75, 1e-6);
@@ -669,6 +674,34 @@ void check_conv_f32(const Shape& xs, const Shape& ws, ConvRefOpt o) {
 TEST(NnConvF32, FirstLayerShape) { check_conv_f32({20, 1, 28, 28}, {32, 1, 3, 3}, {}); }
 TEST(NnConvF32, SecondLayerShapeManyChunks) { check_conv_f32({40, 32, 13, 13}, {64, 32, 3, 3}, {}); }
 TEST(NnConvF32, StridedPaddedGrouped) { check_conv_f32({9, 8, 11, 10}, {6, 4, 3, 3}, {2, 2, 1, 1, 1, 1, 2}); }
+
+// Each subset of {input, weight, bias} requiring grad takes its own backward path (no columns
+// kept, bias summed directly, ...); all must agree with the full backward.
+TEST(NnConvF32, PartialGradientsMatchFullBackward) {
+  Generator g(12);
+  Tensor x = randn({3, 4, 6, 5}, g), w = randn({5, 4, 3, 3}, g), b = randn({5}, g);
+  ops::Conv2dOptions o;
+  o.padding = {1, 0};
+  Tensor gout;
+  std::vector<Tensor> full;
+  for (int mask = 7; mask >= 1; --mask) {
+    Tensor xs = x.detach(), ws = w.detach(), bs = b.detach();
+    Tensor* ts[3] = {&xs, &ws, &bs};
+    for (int i = 0; i < 3; ++i)
+      if (mask & (1 << i)) ts[i]->set_requires_grad(true);
+    Tensor y = ops::conv2d(xs, ws, bs, o);
+    if (!gout.defined()) gout = randn(y.shape(), g);
+    autograd::backward({y}, {gout});
+    for (int i = 0; i < 3; ++i) {
+      if (!(mask & (1 << i))) continue;
+      if (mask == 7) {
+        full.push_back(ts[i]->grad());
+      } else {
+        expect_matches(ts[i]->grad(), to_ref(full[i]), 1e-5, 1e-5, "conv2d partial grad, mask " + std::to_string(mask));
+      }
+    }
+  }
+}
 
 TEST(NnPoolF32, MaxPoolBackwardRoutesToArgmax) {
   Generator g(5);
