@@ -54,19 +54,40 @@ inline bool ranks_before(T va, int64_t a, T vb, int64_t b) {
   return a < b;
 }
 
+// Small k (the usual top-1/top-5 accuracy): one pass keeping a sorted buffer of the best k, written
+// straight into the output row; a candidate is compared with the current k-th first, so most
+// elements cost one comparison. Large k: partial_sort of the indices.
 template <bool kLargest, typename T>
 void topk_rows(const T* x, int64_t rows, int64_t len, int64_t k, T* values, int64_t* indices) {
+  constexpr int64_t kSmallK = 16;
   parallel_for(0, rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(len, 1)), [&](int64_t lo, int64_t hi) {
-    std::vector<int64_t> order(static_cast<size_t>(len));
+    std::vector<int64_t> order(k <= kSmallK ? 0 : static_cast<size_t>(len));
     for (int64_t r = lo; r < hi; ++r) {
       const T* row = x + r * len;
+      T* v = values + r * k;
+      int64_t* at = indices + r * k;
+      if (k <= kSmallK) {
+        int64_t count = 0;
+        for (int64_t i = 0; i < len; ++i) {
+          T xi = row[i];
+          if (count == k && !ranks_before<kLargest>(xi, i, v[k - 1], at[k - 1])) continue;
+          int64_t j = count < k ? count++ : k - 1;  // slot to fill, then bubble it up
+          for (; j > 0 && ranks_before<kLargest>(xi, i, v[j - 1], at[j - 1]); --j) {
+            v[j] = v[j - 1];
+            at[j] = at[j - 1];
+          }
+          v[j] = xi;
+          at[j] = i;
+        }
+        continue;
+      }
       std::iota(order.begin(), order.end(), int64_t{0});
       std::partial_sort(order.begin(), order.begin() + k, order.end(), [row](int64_t a, int64_t b) {
         return ranks_before<kLargest>(row[a], a, row[b], b);
       });
       for (int64_t j = 0; j < k; ++j) {
-        values[r * k + j] = row[order[j]];
-        indices[r * k + j] = order[j];
+        v[j] = row[order[j]];
+        at[j] = order[j];
       }
     }
   });
