@@ -115,32 +115,54 @@ void conv_backward(const ConvPlan& p, const T* x, const T* w, const T* gout, T* 
   const int64_t taps = p.taps(), P = p.P(), CHW = p.C * p.H * p.W;
   const int64_t Kb = p.col_rows();
   const bool fuse_bias = gw && p.bias;  // db is the ones row's column of the dW GEMM
+  // Gathering gout into (O, nb*P) lets the weight GEMM run with K = nb*P. When an image's weight
+  // partial (O, Kb) is much smaller than its gradient (O, P) -- few taps over a large image, as in
+  // a first layer on raw pixels -- a batched per-image GEMM plus a reduction moves less memory.
+  const bool per_image = gw && !gx && Kb * 4 <= P;
+  const bool need_gr = gx || (gw && !per_image);
   const cpu::ConvGeom geom = p.geom(Kb), geom_plain = p.geom(taps);
   const int64_t nbmax = p.chunk(Kb);
-  T* gr = scratch<T>(1, p.O * nbmax * P);
+  T* gr = need_gr ? scratch<T>(1, p.O * nbmax * P) : nullptr;
   T* col_scratch = gw && !saved_col ? scratch<T>(0, p.groups * Kb * nbmax * P) : nullptr;
   T* dcol = gx ? scratch<T>(2, p.groups * taps * nbmax * P) : nullptr;
-  T* part = gw ? scratch<T>(3, p.O * Kb) : nullptr;
+  T* part = gw ? scratch<T>(3, p.O * Kb * (per_image ? nbmax : 1)) : nullptr;
   std::vector<T> acc(gw ? static_cast<size_t>(p.O * Kb) : 0, T(0));
   std::vector<double> bias_acc(gb && !fuse_bias ? static_cast<size_t>(p.O) : 0, 0.0);
   for (int64_t n0 = 0; n0 < p.N; n0 += nbmax) {
     const int64_t nb = std::min(nbmax, p.N - n0), ld = nb * P;
-    const bool first = n0 == 0;
-    gather_grad_rows(gout + n0 * p.O * P, gr, p.O, P, nb);
+    const T* g0 = gout + n0 * p.O * P;
+    if (need_gr) gather_grad_rows(g0, gr, p.O, P, nb);
     if (gw) {
       const T* col = saved_col ? saved_col + n0 * p.groups * Kb * P : col_scratch;
       if (!saved_col) cpu::im2col(x + n0 * CHW, col_scratch, geom, nb, ld);
-      T* dst = first ? acc.data() : part;
-      for (int64_t g = 0; g < p.groups; ++g)
-        gemm<T>(1, p.Og, Kb, ld, {gr + g * p.Og * ld, 0, ld, 1}, {col + g * Kb * ld, 0, 1, ld}, dst + g * p.Og * Kb);
-      if (!first)
-        for (int64_t i = 0; i < p.O * Kb; ++i) acc[i] += part[i];
+      if (per_image) {
+        // part (groups, nb, Og, Kb): image j's partial, added into acc in image order.
+        for (int64_t g = 0; g < p.groups; ++g)
+          gemm<T>(nb, p.Og, Kb, P, {g0 + g * p.Og * P, p.O * P, P, 1}, {col + g * Kb * ld, P, 1, ld},
+                  part + g * nb * p.Og * Kb);
+        for (int64_t g = 0; g < p.groups; ++g)
+          for (int64_t j = 0; j < nb; ++j) {
+            const T* src = part + (g * nb + j) * p.Og * Kb;
+            T* dst = acc.data() + g * p.Og * Kb;
+            for (int64_t i = 0; i < p.Og * Kb; ++i) dst[i] += src[i];
+          }
+      } else {
+        const bool first = n0 == 0;
+        T* dst = first ? acc.data() : part;
+        for (int64_t g = 0; g < p.groups; ++g)
+          gemm<T>(1, p.Og, Kb, ld, {gr + g * p.Og * ld, 0, ld, 1}, {col + g * Kb * ld, 0, 1, ld},
+                  dst + g * p.Og * Kb);
+        if (!first)
+          for (int64_t i = 0; i < p.O * Kb; ++i) acc[i] += part[i];
+      }
     }
     if (gb && !fuse_bias) {
       for (int64_t o = 0; o < p.O; ++o) {
-        const T* row = gr + o * ld;
         double s = 0;
-        for (int64_t i = 0; i < ld; ++i) s += row[i];
+        for (int64_t j = 0; j < nb; ++j) {
+          const T* row = g0 + (j * p.O + o) * P;
+          for (int64_t i = 0; i < P; ++i) s += row[i];
+        }
         bias_acc[o] += s;
       }
     }

@@ -5,8 +5,10 @@
 #pragma GCC optimize("no-trapping-math")
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "kiln/core/thread_pool.h"
 #include "kiln/ops/autograd_record.h"
@@ -79,16 +81,20 @@ void max_2x2_row(const T* __restrict r0, const T* __restrict r1, T* __restrict o
   }
 }
 
+// Routes g[j] to its window's winning tap and writes 0 to the other three. The select is done on
+// the bit patterns (v & all-ones or v & 0): GCC compiles `k == t ? v : 0` to branches here, and
+// multiplying by (k == t) would turn an inf gradient into NaNs at the losing taps.
 template <typename T>
 void max_2x2_row_backward(const T* __restrict g, const int32_t* __restrict id, T* __restrict r0, T* __restrict r1,
                           int64_t ow_count) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
   for (int64_t j = 0; j < ow_count; ++j) {
-    const T v = g[j];
-    const int32_t k = id[j];
-    r0[2 * j] = k == 0 ? v : T(0);
-    r0[2 * j + 1] = k == 1 ? v : T(0);
-    r1[2 * j] = k == 2 ? v : T(0);
-    r1[2 * j + 1] = k == 3 ? v : T(0);
+    const Bits v = std::bit_cast<Bits>(g[j]);
+    const Bits k = static_cast<Bits>(id[j]);
+    r0[2 * j] = std::bit_cast<T>(v & (Bits(0) - Bits(k == 0)));
+    r0[2 * j + 1] = std::bit_cast<T>(v & (Bits(0) - Bits(k == 1)));
+    r1[2 * j] = std::bit_cast<T>(v & (Bits(0) - Bits(k == 2)));
+    r1[2 * j + 1] = std::bit_cast<T>(v & (Bits(0) - Bits(k == 3)));
   }
 }
 
