@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "kiln/autograd/engine.h"
+#include "kiln/ops/cpu/conv_kernels.h"
 #include "ops/op_harness.h"
 
 using namespace kiln;
@@ -678,6 +679,14 @@ TEST(NnConvF32, FirstLayerShape) {
   check_conv_f32({20, 1, 28, 28}, {32, 1, 3, 3}, {});
 }
 TEST(NnConvF32, SecondLayerShapeManyChunks) { check_conv_f32({40, 32, 13, 13}, {64, 32, 3, 3}, {}); }
+TEST(NnConvF32, RecomputedColumns) {
+  int64_t& limit = ops::cpu::conv_keep_columns_limit();
+  const int64_t saved = limit;
+  limit = 0;  // backward recomputes im2col chunk by chunk
+  check_conv_f32({40, 32, 13, 13}, {64, 32, 3, 3}, {});
+  check_conv_f32({20, 1, 28, 28}, {32, 1, 3, 3}, {}, /*input_grad=*/false);
+  limit = saved;
+}
 TEST(NnConvF32, StridedPaddedGrouped) { check_conv_f32({9, 8, 11, 10}, {6, 4, 3, 3}, {2, 2, 1, 1, 1, 1, 2}); }
 
 // Each subset of {input, weight, bias} requiring grad takes its own backward path (no columns

@@ -41,9 +41,6 @@ struct ConvPlan {
   }
 };
 
-// Forward columns larger than this (elements) are recomputed in backward instead of kept.
-constexpr int64_t kKeepColLimit = int64_t{1} << 24;
-
 // Per-thread scratch that only grows, so steady-state training allocates nothing here.
 template <typename T>
 T* scratch(int slot, int64_t n) {
@@ -222,6 +219,11 @@ ConvPlan plan_conv(const Tensor& x, const Tensor& w, const Tensor& b, const Conv
 
 }  // namespace
 
+int64_t& cpu::conv_keep_columns_limit() {
+  static int64_t limit = int64_t{1} << 24;
+  return limit;
+}
+
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt) {
   const ConvPlan p = plan_conv(x, w, b, opt);
   Tensor xc = contiguous_raw(x), wc = contiguous_raw(w), bc = b.defined() ? contiguous_raw(b) : Tensor();
@@ -231,7 +233,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
   const bool track = any_requires_grad(inputs);
   // The weight gradient needs the columns again: keep them when they are not too large.
   const int64_t col_elems = p.groups * p.col_rows() * p.N * p.P();
-  Tensor col = track && w.requires_grad() && col_elems <= kKeepColLimit ? Tensor::empty({col_elems}, x.dtype())
+  Tensor col = track && w.requires_grad() && col_elems <= cpu::conv_keep_columns_limit() ? Tensor::empty({col_elems}, x.dtype())
                                                                         : Tensor();
   if (out.numel() > 0)
     dispatch_float(x.dtype(), "conv2d", [&]<typename T>() {

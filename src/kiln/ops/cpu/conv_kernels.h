@@ -31,4 +31,9 @@ void im2col(const T* x, T* col, const ConvGeom& g, int64_t nb, int64_t ld);
 template <typename T>
 void col2im(const T* col, T* dx, const ConvGeom& g, int64_t nb, int64_t ld);
 
+// conv2d keeps its forward columns for the weight gradient when they hold at most this many
+// elements (default 2^24, 64 MB of f32) and recomputes them otherwise. Tests lower it to 0 to
+// exercise the recompute path.
+int64_t& conv_keep_columns_limit();
+
 }  // namespace kiln::ops::cpu
