@@ -5,8 +5,10 @@
 //   weight    dW_aug (O, K+1) = gout_r (O, nb*P) @ col^T                (K = nb*P: one big GEMM;
 //                                                                      the ones row yields db)
 //   input     dcol (K, nb*P)  = W^T (K, O) @ gout_r, then col2im
-// Chunk partials of dW are added in chunk order, so gradients are deterministic. f32 GEMMs run on
-// oneDNN; f64 uses the same code over the reference GEMM (the gradcheck path).
+// Training keeps the forward columns for the weight GEMM (up to a size limit). A first layer
+// (few taps, large images, no input gradient) takes per-image weight GEMMs instead, which avoids
+// regrouping its large output gradient. Partials of dW are added in a fixed order, so gradients are
+// deterministic. f32 GEMMs run on oneDNN; f64 runs the same code over the reference GEMM.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -37,7 +39,8 @@ struct ConvPlan {
             opt.dilation[0], opt.dilation[1], Cg, group_rows};
   }
   int64_t chunk(int64_t group_rows) const {
-    return std::clamp<int64_t>(kColBudget / std::max<int64_t>(1, groups * group_rows * P()), 1, N);
+    return std::clamp<int64_t>(kColBudget / std::max<int64_t>(1, groups * group_rows * P()), 1,
+                               std::max<int64_t>(N, 1));
   }
 };
 
