@@ -44,15 +44,13 @@ void im2col_unit_stride(const T* __restrict src, T* __restrict dst0, const ConvG
       const T* s = src + ih * g.W;
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         T* d = rows + kw * ld + oh * g.OW;
+        // Padded taps: zero the border columns, copy the interior [lo, hi) as one run.
         const int64_t off = kw - g.pw;
-        if (off >= 0 && off + g.OW <= g.W) {
-          std::memcpy(d, s + off, sizeof(T) * static_cast<size_t>(g.OW));
-          continue;
-        }
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const int64_t iw = ow + off;
-          d[ow] = iw >= 0 && iw < g.W ? s[iw] : T(0);
-        }
+        const int64_t lo = std::min(g.OW, std::max<int64_t>(0, -off));
+        const int64_t hi = std::max(lo, std::min(g.OW, g.W - off));
+        std::fill_n(d, lo, T(0));
+        std::memcpy(d + lo, s + lo + off, sizeof(T) * static_cast<size_t>(hi - lo));
+        std::fill_n(d + hi, g.OW - hi, T(0));
       }
     }
   }
