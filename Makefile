@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?= -DKILN_WERROR=ON
 
-.PHONY: all setup configure build demo test bench clean
+.PHONY: all setup configure build demo test bench sanitize clean
 
 all: build
 
@@ -26,6 +26,12 @@ test: build
 
 bench: build
 	@bench/run_all.sh $(BUILD)
+
+# The unit tests under AddressSanitizer and UndefinedBehaviorSanitizer (a separate build dir).
+sanitize: setup
+	@test -f build-asan/build.ninja || cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_SANITIZE=ON
+	@ninja -C build-asan -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest -j $(JOBS) --output-on-failure -L unit
 
 clean:
 	rm -rf $(BUILD)

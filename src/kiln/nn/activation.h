@@ -44,18 +44,18 @@ class Sigmoid : public Module {
 
 // Zeroes each element with probability p in training (scaling the rest by 1/(1-p)); identity in
 // eval. It owns its Generator, seeded at construction, so masks do not depend on other draws;
-// save generator().state() with a checkpoint to resume the same mask sequence.
+// its state is a buffer (rng_state), so a checkpoint resumes the same mask sequence.
 class Dropout : public Module {
  public:
   explicit Dropout(double p = 0.5, uint64_t seed = 0);
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "Dropout"; }
   double p() const { return p_; }
-  Generator& generator() { return gen_; }
 
  private:
   double p_;
   Generator gen_;
+  Tensor rng_state_;  // (2) i64: the generator's seed and offset, saved with the model
 };
 
 // Flattens dims start_dim..end_dim into one (default: everything but the batch dim).

@@ -14,13 +14,6 @@ namespace kiln::ops {
 
 namespace {
 
-template <typename T>
-void bgemm(int64_t batch, int64_t M, int64_t N, int64_t K, cpu::MatrixView a, cpu::MatrixView b, T* c) {
-  if constexpr (std::is_same_v<T, float>)
-    cpu::gemm_f32(batch, M, N, K, a, b, c, nullptr);
-  else
-    cpu::gemm_f64_ref(batch, M, N, K, a, b, c, nullptr);
-}
 
 struct AttnDims {
   int64_t BH, T, S, D, Dv;
@@ -58,12 +51,12 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   if (out.numel() > 0 || probs.numel() > 0)
     dispatch_float(q.dtype(), op, [&]<typename T>() {
       T* P = probs.data<T>();
-      bgemm<T>(a.BH, a.T, a.S, a.D, {qc.data<T>(), a.T * a.D, a.D, 1}, {kc.data<T>(), a.S * a.D, 1, a.D}, P);
+      cpu::gemm<T>(a.BH, a.T, a.S, a.D, {qc.data<T>(), a.T * a.D, a.D, 1}, {kc.data<T>(), a.S * a.D, 1, a.D}, P);
       parallel_for(0, a.BH * a.T, row_grain(a.S), [&](int64_t lo, int64_t hi) {
         cpu::softmax_rows<T>(P + lo * a.S, P + lo * a.S, hi - lo, a.S, static_cast<T>(a.scale), false,
                              a.causal ? a.T : 0, lo);
       });
-      bgemm<T>(a.BH, a.T, a.Dv, a.S, {P, a.T * a.S, a.S, 1}, {vc.data<T>(), a.S * a.Dv, a.Dv, 1}, out.data<T>());
+      cpu::gemm<T>(a.BH, a.T, a.Dv, a.S, {P, a.T * a.S, a.S, 1}, {vc.data<T>(), a.S * a.Dv, a.Dv, 1}, out.data<T>());
     });
   if (!any_requires_grad({q, k, v})) return out;
   return record(op, {q, k, v}, out, [a, q_ = SavedTensor(qc, op), k_ = SavedTensor(kc, op), v_ = SavedTensor(vc, op),
@@ -79,19 +72,19 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
       const T* P = probs.data<T>();
       const T* dO = gc.data<T>();
       if (need[2])
-        bgemm<T>(a.BH, a.S, a.Dv, a.T, {P, a.T * a.S, 1, a.S}, {dO, a.T * a.Dv, a.Dv, 1}, gv.data<T>());
+        cpu::gemm<T>(a.BH, a.S, a.Dv, a.T, {P, a.T * a.S, 1, a.S}, {dO, a.T * a.Dv, a.Dv, 1}, gv.data<T>());
       if (!need[0] && !need[1]) return;
       Tensor dS = Tensor::empty({a.BH, a.T, a.S}, q.dtype());
       T* ds = dS.data<T>();
-      bgemm<T>(a.BH, a.T, a.S, a.Dv, {dO, a.T * a.Dv, a.Dv, 1}, {v.data<T>(), a.S * a.Dv, 1, a.Dv}, ds);
+      cpu::gemm<T>(a.BH, a.T, a.S, a.Dv, {dO, a.T * a.Dv, a.Dv, 1}, {v.data<T>(), a.S * a.Dv, 1, a.Dv}, ds);
       parallel_for(0, a.BH * a.T, row_grain(a.S), [&](int64_t lo, int64_t hi) {
         cpu::softmax_backward_rows<T>(P + lo * a.S, ds + lo * a.S, ds + lo * a.S, hi - lo, a.S, false,
                                       static_cast<T>(a.scale));
       });
       if (need[0])
-        bgemm<T>(a.BH, a.T, a.D, a.S, {ds, a.T * a.S, a.S, 1}, {k.data<T>(), a.S * a.D, a.D, 1}, gq.data<T>());
+        cpu::gemm<T>(a.BH, a.T, a.D, a.S, {ds, a.T * a.S, a.S, 1}, {k.data<T>(), a.S * a.D, a.D, 1}, gq.data<T>());
       if (need[1])
-        bgemm<T>(a.BH, a.S, a.D, a.T, {ds, a.T * a.S, 1, a.S}, {q.data<T>(), a.T * a.D, a.D, 1}, gk.data<T>());
+        cpu::gemm<T>(a.BH, a.S, a.D, a.T, {ds, a.T * a.S, 1, a.S}, {q.data<T>(), a.T * a.D, a.D, 1}, gk.data<T>());
     });
     return std::vector<Tensor>{gq, gk, gv};
   });

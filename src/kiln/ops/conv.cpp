@@ -53,13 +53,7 @@ T* scratch(int slot, int64_t n) {
   return v.data();
 }
 
-template <typename T>
-void gemm(int64_t batch, int64_t M, int64_t N, int64_t K, cpu::MatrixView a, cpu::MatrixView b, T* c) {
-  if constexpr (std::is_same_v<T, float>)
-    cpu::gemm_f32(batch, M, N, K, a, b, c, nullptr);
-  else
-    cpu::gemm_f64_ref(batch, M, N, K, a, b, c, nullptr);
-}
+using cpu::gemm;
 
 // col_keep, when not null, receives every chunk's columns (chunk at n0 starts at n0*groups*Kb*P)
 // so that backward can skip recomputing them.

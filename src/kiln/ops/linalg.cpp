@@ -63,10 +63,9 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b, const Tensor& bias) {
   cpu::MatrixView va = matrix_view(a, batch, ka), vb = matrix_view(b, batch, kb);
   int64_t nb = numel(batch);
   Tensor biasc = bias.defined() ? contiguous_raw(bias) : Tensor();
-  if (a.dtype() == DType::f32)
-    cpu::gemm_f32(nb, M, N, K, va, vb, out.data<float>(), bias.defined() ? biasc.data<float>() : nullptr);
-  else
-    cpu::gemm_f64_ref(nb, M, N, K, va, vb, out.data<double>(), bias.defined() ? biasc.data<double>() : nullptr);
+  dispatch_float(a.dtype(), "matmul", [&]<typename T>() {
+    cpu::gemm<T>(nb, M, N, K, va, vb, out.data<T>(), bias.defined() ? biasc.data<T>() : nullptr);
+  });
   return out;
 }
 

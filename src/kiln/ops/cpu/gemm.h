@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 namespace kiln::ops::cpu {
 
@@ -21,5 +22,15 @@ void gemm_f64_ref(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, 
                   const double* bias);
 void gemm_f32_ref(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, float* c,
                   const float* bias);
+
+// The typed entry the ops use: f32 on oneDNN, f64 on the reference loop.
+template <typename T>
+void gemm(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, T* c,
+          const T* bias = nullptr) {
+  if constexpr (std::is_same_v<T, float>)
+    gemm_f32(batch, M, N, K, a, b, c, bias);
+  else
+    gemm_f64_ref(batch, M, N, K, a, b, c, bias);
+}
 
 }  // namespace kiln::ops::cpu
