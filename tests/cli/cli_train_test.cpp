@@ -88,7 +88,9 @@ TEST(CliTrain, SameSeedGivesBitwiseIdenticalRuns) {
 TEST(CliTrain, ResumeAfterSigkillMatchesUninterruptedRun) {
   std::string d = temp_dir("resume");
   std::string cfg = make_config(d);
-  RunResult full = run_kiln("train " + cfg + " --out " + d + "/full");
+  // Longer than the other tests' runs, so the kill surely lands mid-training.
+  const std::string longer = " --set train.max_steps=800";
+  RunResult full = run_kiln("train " + cfg + longer + " --out " + d + "/full");
   ASSERT_EQ(full.code, 0) << full.err;
 
   // Start the same run and SIGKILL it once it has written a checkpoint (mid-epoch).
@@ -99,13 +101,14 @@ TEST(CliTrain, ResumeAfterSigkillMatchesUninterruptedRun) {
     if (chdir(KILN_SOURCE_DIR) != 0) _exit(127);
     std::freopen("/dev/null", "w", stdout);
     std::freopen("/dev/null", "w", stderr);
-    execl(kiln_binary().c_str(), "kiln", "train", cfg.c_str(), "--out", out.c_str(), static_cast<char*>(nullptr));
+    execl(kiln_binary().c_str(), "kiln", "train", cfg.c_str(), "--set", "train.max_steps=800", "--out", out.c_str(),
+          static_cast<char*>(nullptr));
     _exit(127);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!fs::exists(out + "/checkpoint.safetensors") && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
   kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
@@ -113,9 +116,9 @@ TEST(CliTrain, ResumeAfterSigkillMatchesUninterruptedRun) {
   auto partial = kiln::io::load_safetensors(out + "/checkpoint.safetensors");
   int64_t step_at_kill = std::stoll(partial.metadata.at("step"));
   EXPECT_GT(step_at_kill, 0);
-  EXPECT_LT(step_at_kill, 400);
+  EXPECT_LT(step_at_kill, 800);
 
-  RunResult resumed = run_kiln("train " + cfg + " --out " + out + " --resume");
+  RunResult resumed = run_kiln("train " + cfg + longer + " --out " + out + " --resume");
   ASSERT_EQ(resumed.code, 0) << resumed.err;
   EXPECT_TRUE(model_bytes(out + "/checkpoint.safetensors") == model_bytes(d + "/full/checkpoint.safetensors"));
   EXPECT_EQ(train_losses(out + "/metrics.jsonl"), train_losses(d + "/full/metrics.jsonl"));
