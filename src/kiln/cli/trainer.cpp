@@ -99,7 +99,10 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   lo.drop_last = c.data.drop_last;
   lo.num_workers = static_cast<int>(c.data.workers);
   lo.seed = c.seed;
-  if (c.data.augment && !task.is_text) lo.transform = data::make_image_augment({4, true, -data::kFashionMnistMean / data::kFashionMnistStd});
+  if (c.data.augment && !task.is_text) {
+    // Pad with the normalised value of a black pixel, so padding looks like the image border.
+    lo.transform = data::make_image_augment({4, true, -data::kFashionMnistMean / data::kFashionMnistStd});
+  }
   data::DataLoader loader(task.train, lo);
   const int64_t batches = loader.batches_per_epoch();
   int64_t steps_per_epoch = (batches + c.optim.grad_accum - 1) / c.optim.grad_accum;
@@ -137,7 +140,7 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   summary.unit = task.sample_unit;
   summary.checkpoint = ckpt_file;
   model->train();
-  bool stop = false;
+  bool stop = false, ran_epoch = false;
   while (!stop && loader.state().epoch < c.train.epochs) {
     int64_t epoch = loader.state().epoch;
     int64_t first = loader.state().batch;
@@ -186,10 +189,16 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
     state.epoch_loss_sum = 0.0;
     state.epoch_batches = 0;
     save();
+    ran_epoch = true;
     summary.train_loss = train_loss;
     summary.test_loss = ev.loss;
     summary.test_accuracy = ev.accuracy;
     summary.rate = rate;
+  }
+  if (!ran_epoch) {  // resumed a finished run: report the checkpoint's test figures
+    EvalResult ev = evaluate(*model, task.test, c.data.batch_size, c.train.eval_batches);
+    summary.test_loss = ev.loss;
+    summary.test_accuracy = ev.accuracy;
   }
   // Epochs run, counting one stopped part-way by max_steps.
   summary.epochs = loader.state().epoch + (loader.state().batch > 0 ? 1 : 0);
