@@ -140,7 +140,7 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   summary.unit = task.sample_unit;
   summary.checkpoint = ckpt_file;
   model->train();
-  bool stop = false, ran_epoch = false;
+  bool stop = c.train.max_steps > 0 && state.step >= c.train.max_steps, ran_epoch = false;
   while (!stop && loader.state().epoch < c.train.epochs) {
     int64_t epoch = loader.state().epoch;
     int64_t first = loader.state().batch;
