@@ -122,6 +122,12 @@ TEST(CliTrain, ResumeAfterSigkillMatchesUninterruptedRun) {
   ASSERT_EQ(resumed.code, 0) << resumed.err;
   EXPECT_TRUE(model_bytes(out + "/checkpoint.safetensors") == model_bytes(d + "/full/checkpoint.safetensors"));
   EXPECT_EQ(train_losses(out + "/metrics.jsonl"), train_losses(d + "/full/metrics.jsonl"));
+  // Resuming a finished run trains no further: same step count, same weights.
+  auto final_weights = model_bytes(out + "/checkpoint.safetensors");
+  RunResult again = run_kiln("train " + cfg + longer + " --out " + out + " --resume");
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.out.find("\"steps\":800"), std::string::npos) << again.out;
+  EXPECT_TRUE(model_bytes(out + "/checkpoint.safetensors") == final_weights);
   // No temporary files are left behind by the interrupted checkpoint writes.
   for (const auto& e : fs::directory_iterator(out))
     EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << e.path();
