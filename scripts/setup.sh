@@ -7,7 +7,8 @@ set -euo pipefail
 PACKAGES=(
   g++ cmake ninja-build make pkg-config       # toolchain
   libgtest-dev libgmock-dev libbenchmark-dev  # tests and micro-benchmarks
-  libdnnl-dev                                 # oneDNN: fp32 GEMM until Kiln's own kernels beat it
+  libdnnl-dev                                 # oneDNN: the GEMM/conv reference the benchmarks beat
+  libopenblas-dev                             # OpenBLAS: the other GEMM reference in bench/
   zlib1g-dev                                  # gzip'd IDX files
   libtomlplusplus-dev                         # TOML configs
   nlohmann-json3-dev                          # JSON: safetensors headers, metrics, CLI output

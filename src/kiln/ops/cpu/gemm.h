@@ -1,6 +1,9 @@
-// Strided batched GEMM: C[b] = A[b] @ B[b] (+ bias), the one entry point for every matrix
-// product. f32 runs on oneDNN's matmul primitive (primitives cached per shape/stride key);
-// f64 runs the reference loop, which is also the oracle in tests.
+// Strided batched GEMM, the one entry point for every matrix product:
+//   C[b] = act(C_old[b] (when accumulating) + alpha * A[b] @ B[b] + bias) + residual[b]
+// f32 runs Kiln's own packed, cache-blocked GEMM (gemm_kernel.h; micro-kernels per instruction
+// set, blocking chosen by the auto-tuner in gemm_tuning.h); f64 runs the reference loop, which
+// is also the oracle in tests. oneDNN's matmul stays reachable as gemm_f32_onednn for the
+// benchmarks that compare against it.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +11,8 @@
 
 namespace kiln::ops::cpu {
 
+// A read-only operand: element (b, r, c) is at data + b*batch_stride + r*row_stride + c*col_stride.
+// Any strides are allowed (a transposed operand is just swapped strides; packing absorbs them).
 struct MatrixView {
   const void* data;
   int64_t batch_stride;  // 0 when the operand is shared by every batch entry
@@ -15,15 +20,43 @@ struct MatrixView {
   int64_t col_stride;
 };
 
-// C (batch, M, N) is dense row-major. bias (N) is optional (nullptr).
+// The output: element (b, r, c) at data + b*batch_stride + r*row_stride + c (columns are dense).
+struct OutputView {
+  float* data;
+  int64_t batch_stride;
+  int64_t row_stride;
+};
+
+enum class GemmActivation : uint8_t { none, relu, gelu, gelu_tanh };
+
+// What happens to each output element after its dot product, while it is still in registers, so
+// Linear + bias + activation (+ residual) is one pass over C.
+struct GemmEpilogue {
+  float alpha = 1.0f;               // scales A@B (folded into the packed A panel)
+  bool accumulate = false;          // start from the existing C instead of zero
+  const float* bias = nullptr;      // (N), or (M) when bias_per_row
+  bool bias_per_row = false;
+  GemmActivation act = GemmActivation::none;
+  const float* residual = nullptr;  // laid out like C (same strides), added last
+};
+
+// Kiln's f32 GEMM. Every C element is summed in the same order (k = 0, 1, ..., K-1, one FMA at a
+// time), whatever the blocking, micro-kernel shape or thread count, so tuning never changes results.
+void sgemm(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, OutputView c,
+           const GemmEpilogue& ep = {});
+
+// Dense row-major C (batch, M, N) with an optional per-column bias: the common case.
 void gemm_f32(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, float* c,
               const float* bias);
+// oneDNN's matmul (benchmarks and cross-checks only).
+void gemm_f32_onednn(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, float* c,
+                     const float* bias);
 void gemm_f64_ref(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, double* c,
                   const double* bias);
 void gemm_f32_ref(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, float* c,
                   const float* bias);
 
-// The typed entry the ops use: f32 on oneDNN, f64 on the reference loop.
+// The typed entry the ops use: f32 on Kiln's GEMM, f64 on the reference loop.
 template <typename T>
 void gemm(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, T* c,
           const T* bias = nullptr) {

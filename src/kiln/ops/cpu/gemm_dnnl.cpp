@@ -40,7 +40,7 @@ dnnl::memory::desc desc(int64_t batch, int64_t rows, int64_t cols, int64_t bs, i
 
 }  // namespace
 
-void gemm_f32(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, float* c,
+void gemm_f32_onednn(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, float* c,
               const float* bias) {
   if (M == 0 || N == 0 || batch == 0) return;
   if (K == 0) {
