@@ -1,0 +1,202 @@
+// One instruction set's build of the GEMM micro-kernels and packing routines (gemm_kernel.h).
+// Compiled three times (portable, AVX2+FMA, AVX-512) with KILN_ISA_NS naming the namespace.
+// Each kernel keeps its MR x NR tile of C in MR * NR/W vector registers for the whole K loop and
+// adds one rank-1 update per k with fused multiply-adds: acc[i][j] = fma(a[k][i], b[k][j], acc),
+// k ascending. That order is the same for every blocking, so tuning never changes results.
+#include <algorithm>
+#include <cstring>
+
+#include "kiln/ops/cpu/gemm_kernel.h"
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#ifndef KILN_ISA_NS
+#error "KILN_ISA_NS must name the ISA namespace"
+#endif
+
+namespace kiln::ops::cpu::KILN_ISA_NS {
+
+namespace {
+
+#if defined(__AVX512F__)
+struct Vec {
+  using T = __m512;
+  static constexpr int W = 16;
+  static T load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static T set1(float x) { return _mm512_set1_ps(x); }
+  static T zero() { return _mm512_setzero_ps(); }
+  static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+  static T add(T a, T b) { return _mm512_add_ps(a, b); }
+  static T max(T a, T b) { return _mm512_max_ps(a, b); }
+};
+#elif defined(__AVX2__)
+struct Vec {
+  using T = __m256;
+  static constexpr int W = 8;
+  static T load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static T set1(float x) { return _mm256_set1_ps(x); }
+  static T zero() { return _mm256_setzero_ps(); }
+  static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+  static T add(T a, T b) { return _mm256_add_ps(a, b); }
+  static T max(T a, T b) { return _mm256_max_ps(a, b); }
+};
+#else
+// Portable: GCC vector extensions (SSE on x86-64, NEON elsewhere), multiply then add.
+struct Vec {
+  using T = float __attribute__((vector_size(16)));
+  static constexpr int W = 4;
+  static T load(const float* p) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(float* p, T v) { std::memcpy(p, &v, sizeof v); }
+  static T set1(float x) { return T{x, x, x, x}; }
+  static T zero() { return T{0, 0, 0, 0}; }
+  static T fma(T a, T b, T c) { return a * b + c; }
+  static T add(T a, T b) { return a + b; }
+  static T max(T a, T b) { return a > b ? a : b; }
+};
+#endif
+
+using V = Vec::T;
+constexpr int W = Vec::W;
+
+template <int MR, int NV>
+void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
+                  int64_t ldc, const TileArgs& t) {
+  constexpr int NR = NV * W;
+  V acc[MR][NV];
+  if (t.load_c) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[i][j] = Vec::load(c + i * ldc + j * W);
+  } else {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[i][j] = Vec::zero();
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    V bv[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) bv[j] = Vec::load(b + j * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      V av = Vec::set1(a[i]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[i][j] = Vec::fma(av, bv[j], acc[i][j]);
+    }
+    a += MR;
+    b += NR;
+  }
+  if (t.final) {
+    if (t.bias) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j)
+          acc[i][j] = Vec::add(acc[i][j], t.bias_per_row ? Vec::set1(t.bias[i]) : Vec::load(t.bias + j * W));
+    }
+    if (t.relu) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = Vec::max(acc[i][j], Vec::zero());
+    }
+    if (t.residual) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = Vec::add(acc[i][j], Vec::load(t.residual + i * t.ldr + j * W));
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) Vec::store(c + i * ldc + j * W, acc[i][j]);
+}
+
+template <int MR>
+void pack_a(const float* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, float alpha, float* __restrict dst) {
+  for (int64_t i0 = 0; i0 < mc; i0 += MR) {
+    int64_t rows = mc - i0 < MR ? mc - i0 : MR;
+    const float* src = a + i0 * rs;
+    if (rows == MR && rs == 1) {
+      // Column-major A (a transposed operand): MR consecutive values per k.
+      for (int64_t k = 0; k < kc; ++k)
+        for (int i = 0; i < MR; ++i) dst[k * MR + i] = alpha * src[k * cs + i];
+    } else if (rows == MR && cs == 1) {
+      for (int i = 0; i < MR; ++i) {
+        const float* row = src + i * rs;
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = alpha * row[k];
+      }
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int64_t i = 0; i < rows; ++i) dst[k * MR + i] = alpha * src[i * rs + k * cs];
+        for (int64_t i = rows; i < MR; ++i) dst[k * MR + i] = 0.0f;
+      }
+    }
+    dst += kc * MR;
+  }
+}
+
+template <int NR>
+void pack_b(const float* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, int64_t p0, int64_t p1,
+            float* __restrict dst) {
+  const int64_t full_end = std::min(p1, nc / NR);  // panels [p0, full_end) have all NR columns
+  if (cs == 1 && p0 < full_end) {
+    // Row-major B: walk each row of the block once, in order, dealing NR-wide pieces to the
+    // panels (reading panel by panel instead would stride a whole row per 64 bytes).
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* row = b + k * rs;
+      for (int64_t p = p0; p < full_end; ++p) std::memcpy(dst + p * kc * NR + k * NR, row + p * NR, NR * sizeof(float));
+    }
+    p0 = full_end;
+  }
+  for (int64_t p = p0; p < p1; ++p) {
+    int64_t j0 = p * NR;
+    int64_t cols = nc - j0 < NR ? nc - j0 : NR;
+    float* out = dst + p * kc * NR;
+    const float* src = b + j0 * cs;
+    if (cols == NR && rs == 1) {
+      // B stored transposed (a Linear weight (N, K)): walk each column contiguously.
+      for (int j = 0; j < NR; ++j) {
+        const float* col = src + j * cs;
+        for (int64_t k = 0; k < kc; ++k) out[k * NR + j] = col[k];
+      }
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int64_t j = 0; j < cols; ++j) out[k * NR + j] = src[k * rs + j * cs];
+        for (int64_t j = cols; j < NR; ++j) out[k * NR + j] = 0.0f;
+      }
+    }
+  }
+}
+
+template <int MR, int NV>
+constexpr GemmMicroKernel make(std::string_view name) {
+  return GemmMicroKernel{name, MR, NV * W, &micro_kernel<MR, NV>, &pack_a<MR>, &pack_b<NV * W>};
+}
+
+}  // namespace
+
+// kernels[0] is the default. Register budget: MR * NV accumulators + NV B vectors + 1 broadcast.
+#if defined(__AVX512F__)
+extern const GemmKernelSet kGemmKernels{
+    KILN_ISA_NAME, 5,
+    {make<6, 2>("6x32"), make<12, 2>("12x32"), make<14, 2>("14x32"), make<8, 3>("8x48"), make<4, 4>("4x64")}};
+#elif defined(__AVX2__)
+extern const GemmKernelSet kGemmKernels{
+    KILN_ISA_NAME, 4, {make<6, 2>("6x16"), make<4, 3>("4x24"), make<3, 4>("3x32"), make<8, 1>("8x8")}};
+#else
+extern const GemmKernelSet kGemmKernels{KILN_ISA_NAME, 3, {make<6, 2>("6x8"), make<4, 3>("4x12"), make<8, 1>("8x4")}};
+#endif
+
+}  // namespace kiln::ops::cpu::KILN_ISA_NS
