@@ -18,9 +18,11 @@ std::string one_line(std::string s) {
   return s;
 }
 
-// Large tensors would otherwise be mmap'd and unmapped on every step (page faults each time);
-// keeping them in the heap makes the allocator reuse them. PyTorch needs the same setting
-// (through environment variables) to reach its best speed here.
+// Large heap blocks would otherwise be mmap'd and unmapped on every step (page faults each time);
+// keeping them in the heap makes malloc reuse them. PyTorch needs the same setting (through
+// environment variables) to reach its best speed here. Tensor storage no longer depends on this:
+// it comes from Kiln's caching allocator (core/allocator.h); the thresholds still help the other
+// heap allocations (kernel temporaries, autograd bookkeeping, data loading).
 void tune_malloc() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc caps the threshold at 32 MiB
   mallopt(M_TRIM_THRESHOLD, 1 << 30);

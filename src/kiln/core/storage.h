@@ -1,4 +1,5 @@
-// A ref-counted, 64-byte aligned block of bytes on one device, shared by every view of it.
+// A ref-counted, 64-byte aligned block of bytes on one device, shared by every view of it (CPU
+// blocks come from the caching allocator in allocator.h).
 // The version counter lives here because views share their base's data: an in-place write
 // through any view must invalidate tensors that autograd saved from any other view.
 #pragma once
