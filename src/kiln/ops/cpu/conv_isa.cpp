@@ -1,0 +1,202 @@
+// One instruction set's build of the direct convolution kernels (see DirectKernels in
+// conv_kernels.h). CMake compiles this file once per ISA with KILN_ISA_NS naming the namespace;
+// the loops use GCC vector types as wide as the ISA's registers (4, 8 or 16 floats), so one
+// source gives SSE, AVX2 and AVX-512 code, and a*b+c contracts to FMA where the ISA has it.
+#include <algorithm>
+#include <cstring>
+
+#include "kiln/ops/cpu/conv_kernels.h"
+
+#ifndef KILN_ISA_NS
+#error "KILN_ISA_NS must name the ISA namespace"
+#endif
+
+namespace kiln::ops::cpu::KILN_ISA_NS {
+
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kV = 16;
+#elif defined(__AVX2__)
+constexpr int kV = 8;
+#else
+constexpr int kV = 4;
+#endif
+typedef float vf __attribute__((vector_size(kV * 4)));
+typedef int32_t vi __attribute__((vector_size(kV * 4)));
+
+inline vf ld(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void st(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+inline vf splat(float s) { return vf{} + s; }
+// Lane sum in a fixed order (lane 0 first), so the result never depends on the build's pairing.
+inline float hsum(vf v) {
+  float s = 0.0f;
+  for (int i = 0; i < kV; ++i) s += v[i];
+  return s;
+}
+// Lanes >= first set, others clear: the not-yet-covered part of an overlapping last vector.
+inline vi lanes_from(int first) {
+  vi m;
+  for (int i = 0; i < kV; ++i) m[i] = i >= first ? -1 : 0;
+  return m;
+}
+
+// ---------------------------------------------------------------- forward
+
+// OB output channels at once, each with its own accumulator per kV outputs; the input vector of
+// each tap is loaded once for all OB channels. Output rows are covered by full vectors, the last
+// one shifted left to end at the row end (it recomputes a few outputs with identical values),
+// so no masking is needed. Needs OW >= kV.
+template <int OB>
+void forward_block(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* w, int64_t KH, int64_t KW,
+                   const float* bias, bool relu, float* y) {
+  const int64_t OH = Hp - KH + 1, OW = Wp - KW + 1, P = OH * OW, taps = C * KH * KW;
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    for (int64_t p0 = 0;; p0 += kV) {
+      const int64_t p = std::min(p0, OW - kV);
+      vf acc[OB];
+      for (int ob = 0; ob < OB; ++ob) acc[ob] = splat(bias ? bias[ob] : 0.0f);
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t kh = 0; kh < KH; ++kh) {
+          const float* row = xp + (c * Hp + oh + kh) * Wp + p;
+          const float* wr = w + (c * KH + kh) * KW;
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            const vf xv = ld(row + kw);
+            for (int ob = 0; ob < OB; ++ob) acc[ob] += wr[ob * taps + kw] * xv;
+          }
+        }
+      for (int ob = 0; ob < OB; ++ob) {
+        if (relu) acc[ob] = acc[ob] > 0.0f ? acc[ob] : vf{};
+        st(y + ob * P + oh * OW + p, acc[ob]);
+      }
+      if (p0 + kV >= OW) break;
+    }
+  }
+}
+
+// Rows narrower than a vector: plain loops.
+void forward_scalar(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* w, int64_t O, int64_t KH,
+                    int64_t KW, const float* bias, bool relu, float* y) {
+  const int64_t OH = Hp - KH + 1, OW = Wp - KW + 1;
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        float acc = bias ? bias[o] : 0.0f;
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t kw = 0; kw < KW; ++kw)
+              acc += w[((o * C + c) * KH + kh) * KW + kw] * xp[(c * Hp + oh + kh) * Wp + ow + kw];
+        y[(o * OH + oh) * OW + ow] = relu && !(acc > 0.0f) ? 0.0f : acc;
+      }
+}
+
+void forward(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* w, int64_t O, int64_t KH, int64_t KW,
+             const float* bias, bool relu, float* y) {
+  const int64_t OW = Wp - KW + 1, P = (Hp - KH + 1) * OW, taps = C * KH * KW;
+  if (OW < kV) return forward_scalar(xp, C, Hp, Wp, w, O, KH, KW, bias, relu, y);
+  constexpr int kOB = 4;
+  int64_t o = 0;
+  for (; o + kOB <= O; o += kOB)
+    forward_block<kOB>(xp, C, Hp, Wp, w + o * taps, KH, KW, bias ? bias + o : nullptr, relu, y + o * P);
+  const float* bo = bias ? bias + o : nullptr;
+  switch (O - o) {
+    case 3: forward_block<3>(xp, C, Hp, Wp, w + o * taps, KH, KW, bo, relu, y + o * P); break;
+    case 2: forward_block<2>(xp, C, Hp, Wp, w + o * taps, KH, KW, bo, relu, y + o * P); break;
+    case 1: forward_block<1>(xp, C, Hp, Wp, w + o * taps, KH, KW, bo, relu, y + o * P); break;
+    default: break;
+  }
+}
+
+// ---------------------------------------------------------------- weight gradient
+
+// gw[kw0 .. kw0+NK) of one (o, c, kh) += sum over the output plane of gy * the input under the
+// tap. One pass over the plane with NK accumulators; the last vector of each row overlaps the
+// previous one and is masked to the lanes not yet counted.
+template <int NK>
+void wgrad_taps(const float* xrow0, int64_t Wp, const float* g, int64_t OH, int64_t OW, int64_t kw0, float* gw) {
+  vf acc[NK];
+  for (int k = 0; k < NK; ++k) acc[k] = vf{};
+  const int64_t full = OW / kV, rem = OW % kV, plast = OW - kV;
+  const vi tail = lanes_from(static_cast<int>(kV - rem));
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* gr = g + oh * OW;
+    const float* xr = xrow0 + oh * Wp + kw0;
+    for (int64_t j = 0; j < full; ++j) {
+      const vf gv = ld(gr + j * kV);
+      for (int k = 0; k < NK; ++k) acc[k] += gv * ld(xr + j * kV + k);
+    }
+    if (rem) {
+      const vf gv = tail ? ld(gr + plast) : vf{};
+      for (int k = 0; k < NK; ++k) acc[k] += gv * ld(xr + plast + k);
+    }
+  }
+  for (int k = 0; k < NK; ++k) gw[kw0 + k] += hsum(acc[k]);
+}
+
+void weight_grad_scalar(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* gy, int64_t O, int64_t KH,
+                        int64_t KW, float* gw, float* gb) {
+  const int64_t OH = Hp - KH + 1, OW = Wp - KW + 1, P = OH * OW;
+  for (int64_t o = 0; o < O; ++o) {
+    const float* g = gy + o * P;
+    if (gb) {
+      float s = 0.0f;
+      for (int64_t i = 0; i < P; ++i) s += g[i];
+      gb[o] += s;
+    }
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          float s = 0.0f;
+          for (int64_t oh = 0; oh < OH; ++oh)
+            for (int64_t ow = 0; ow < OW; ++ow) s += g[oh * OW + ow] * xp[(c * Hp + oh + kh) * Wp + ow + kw];
+          gw[((o * C + c) * KH + kh) * KW + kw] += s;
+        }
+  }
+}
+
+void weight_grad(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* gy, int64_t O, int64_t KH,
+                 int64_t KW, float* gw, float* gb) {
+  const int64_t OH = Hp - KH + 1, OW = Wp - KW + 1, P = OH * OW;
+  if (OW < kV) return weight_grad_scalar(xp, C, Hp, Wp, gy, O, KH, KW, gw, gb);
+  const int64_t full = OW / kV, rem = OW % kV, plast = OW - kV;
+  const vi tail = lanes_from(static_cast<int>(kV - rem));
+  for (int64_t o = 0; o < O; ++o) {
+    const float* g = gy + o * P;
+    if (gb) {
+      vf acc = vf{};
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        for (int64_t j = 0; j < full; ++j) acc += ld(g + oh * OW + j * kV);
+        if (rem) acc += tail ? ld(g + oh * OW + plast) : vf{};
+      }
+      gb[o] += hsum(acc);
+    }
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const float* xrow0 = xp + (c * Hp + kh) * Wp;
+        float* gwr = gw + ((o * C + c) * KH + kh) * KW;
+        for (int64_t kw0 = 0; kw0 < KW; kw0 += 8) {
+          switch (std::min<int64_t>(8, KW - kw0)) {
+            case 1: wgrad_taps<1>(xrow0, Wp, g, OH, OW, kw0, gwr); break;
+            case 2: wgrad_taps<2>(xrow0, Wp, g, OH, OW, kw0, gwr); break;
+            case 3: wgrad_taps<3>(xrow0, Wp, g, OH, OW, kw0, gwr); break;
+            case 4: wgrad_taps<4>(xrow0, Wp, g, OH, OW, kw0, gwr); break;
+            case 5: wgrad_taps<5>(xrow0, Wp, g, OH, OW, kw0, gwr); break;
+            case 6: wgrad_taps<6>(xrow0, Wp, g, OH, OW, kw0, gwr); break;
+            case 7: wgrad_taps<7>(xrow0, Wp, g, OH, OW, kw0, gwr); break;
+            default: wgrad_taps<8>(xrow0, Wp, g, OH, OW, kw0, gwr); break;
+          }
+        }
+      }
+  }
+}
+
+}  // namespace
+
+extern const DirectKernels kDirectKernels;
+const DirectKernels kDirectKernels{KILN_ISA_NAME, forward, weight_grad};
+
+}  // namespace kiln::ops::cpu::KILN_ISA_NS

@@ -1,0 +1,218 @@
+// The Winograd driver (see winograd.h): weight transforms, chunking of the batch into lane
+// blocks, the alpha^2 GEMMs, threading. Forward and input-gradient work is split over chunks of
+// lane blocks, each chunk running its whole pipeline (transpose, transform, GEMM, transform,
+// transpose back) on one thread while its buffers are cache-resident; the weight gradient is one
+// GEMM over all tiles of the batch, whose K-order summation makes it deterministic.
+#include "kiln/ops/cpu/winograd.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "kiln/core/thread_pool.h"
+#include "kiln/ops/cpu/float_kernels.h"
+#include "kiln/ops/cpu/gemm.h"
+
+namespace kiln::ops::cpu {
+
+namespace portable { extern const WinogradKernels kWinogradKernels; }
+namespace avx2 { extern const WinogradKernels kWinogradKernels; }
+namespace avx512 { extern const WinogradKernels kWinogradKernels; }
+
+const WinogradKernels* winograd_kernels(std::string_view isa) {
+  if (isa.empty()) isa = simd_level();
+  __builtin_cpu_init();
+  if (isa == "portable") return &portable::kWinogradKernels;
+  if (isa == "avx2")
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &avx2::kWinogradKernels : nullptr;
+  if (isa == "avx512")
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+               ? &avx512::kWinogradKernels
+               : nullptr;
+  return nullptr;
+}
+
+namespace {
+
+constexpr int L = kWinoLanes;
+constexpr int64_t kSlack = 8 * L;  // from_lanes reads up to 7 columns past its last one
+
+// G (alpha x 3) of F(m, 3): U = G w G^T.
+constexpr double kG2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+constexpr double kG4[6][3] = {{1.0 / 4, 0, 0},
+                              {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                              {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                              {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                              {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                              {0, 0, 1}};
+
+double g_at(int m, int i, int k) { return m == 2 ? kG2[i][k] : kG4[i][k]; }
+
+struct Plan {
+  int m, A, A2;
+  int64_t TH, TW, Hl, Wl;  // tiles per image, lane-block image size (with padding)
+  int64_t NB;              // lane blocks
+  int64_t tpb;             // tile-lanes per lane block: TH*TW*L
+  int64_t T;               // tile-lanes in the batch: NB*tpb
+  int64_t cb;              // lane blocks per chunk
+  Plan(int m_, const ConvShape& s) : m(m_), A(m_ + 2), A2((m_ + 2) * (m_ + 2)) {
+    TH = (s.OH() + m - 1) / m, TW = (s.OW() + m - 1) / m;
+    Hl = TH * m + 2, Wl = TW * m + 2;
+    NB = (s.N + L - 1) / L;
+    tpb = TH * TW * L;
+    T = NB * tpb;
+    // About 256 tile-lanes per chunk: enough columns for an efficient GEMM, few enough that a
+    // chunk's buffers stay near the L2 cache.
+    cb = std::clamp<int64_t>(256 / tpb, 1, NB);
+  }
+  int64_t chunks() const { return (NB + cb - 1) / cb; }
+  int nl(const ConvShape& s, int64_t bl) const { return static_cast<int>(std::min<int64_t>(L, s.N - bl * L)); }
+};
+
+// U (A2, O, C) = G w G^T for every (o, c).
+std::vector<float> weight_transform(const Plan& p, const ConvShape& s, const float* w) {
+  std::vector<float> u(static_cast<size_t>(p.A2 * s.O * s.C));
+  const int64_t OC = s.O * s.C;
+  for (int64_t oc = 0; oc < OC; ++oc) {
+    const float* g = w + oc * 9;
+    double t[6][3];  // G w
+    for (int i = 0; i < p.A; ++i)
+      for (int l = 0; l < 3; ++l) {
+        double acc = 0;
+        for (int k = 0; k < 3; ++k) acc += g_at(p.m, i, k) * g[k * 3 + l];
+        t[i][l] = acc;
+      }
+    for (int i = 0; i < p.A; ++i)
+      for (int j = 0; j < p.A; ++j) {
+        double acc = 0;
+        for (int l = 0; l < 3; ++l) acc += t[i][l] * g_at(p.m, j, l);
+        u[(i * p.A + j) * OC + oc] = static_cast<float>(acc);
+      }
+  }
+  return u;
+}
+
+// gw (O, C, 3, 3) = G^T dU G for every (o, c); dU (A2, O, C).
+void weight_grad_transform(const Plan& p, const ConvShape& s, const float* du, float* gw) {
+  const int64_t OC = s.O * s.C;
+  for (int64_t oc = 0; oc < OC; ++oc) {
+    double t[3][6];  // G^T dU
+    for (int k = 0; k < 3; ++k)
+      for (int j = 0; j < p.A; ++j) {
+        double acc = 0;
+        for (int i = 0; i < p.A; ++i) acc += g_at(p.m, i, k) * du[(i * p.A + j) * OC + oc];
+        t[k][j] = acc;
+      }
+    for (int k = 0; k < 3; ++k)
+      for (int l = 0; l < 3; ++l) {
+        double acc = 0;
+        for (int j = 0; j < p.A; ++j) acc += t[k][j] * g_at(p.m, j, l);
+        gw[oc * 9 + k * 3 + l] = static_cast<float>(acc);
+      }
+  }
+}
+
+// Per-thread scratch that only grows.
+float* scratch(int slot, int64_t n) {
+  thread_local std::vector<float> bufs[4];
+  auto& v = bufs[slot];
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// V for lane blocks [bl0, bl0 + nbl) into v (rows of length ldv, starting at the chunk's column).
+void transform_input(const Plan& p, const ConvShape& s, const float* x, int64_t bl0, int64_t nbl, float* v,
+                     int64_t ldv, const WinogradKernels& k) {
+  const int64_t CHW = s.C * s.H * s.W, blk = s.C * p.Hl * p.Wl * L;
+  float* xl = scratch(0, blk + kSlack);
+  for (int64_t j = 0; j < nbl; ++j) {
+    const int64_t bl = bl0 + j;
+    k.to_lanes(x + bl * L * CHW, CHW, p.nl(s, bl), s.C, s.H, s.W, s.ph, s.pw, p.Hl, p.Wl, xl);
+    k.input(p.m, xl, s.C, p.TH, p.TW, v + j * p.tpb, s.C * ldv, ldv);
+  }
+}
+
+// dM for lane blocks [bl0, bl0 + nbl) into dm (rows of length ldm).
+void transform_grad_output(const Plan& p, const ConvShape& s, const float* gy, int64_t bl0, int64_t nbl, float* dm,
+                           int64_t ldm, const WinogradKernels& k) {
+  const int64_t OP = s.O * s.OH() * s.OW(), blk = s.O * p.TH * p.m * p.TW * p.m * L;
+  float* gyl = scratch(1, blk + kSlack);
+  for (int64_t j = 0; j < nbl; ++j) {
+    const int64_t bl = bl0 + j;
+    k.to_lanes(gy + bl * L * OP, OP, p.nl(s, bl), s.O, s.OH(), s.OW(), 0, 0, p.TH * p.m, p.TW * p.m, gyl);
+    k.grad_output(p.m, gyl, s.O, p.TH, p.TW, dm + j * p.tpb, s.O * ldm, ldm);
+  }
+}
+
+}  // namespace
+
+int64_t winograd_saved_elems(int m, const ConvShape& s) {
+  const Plan p(m, s);
+  return p.A2 * s.C * p.T;
+}
+
+void winograd_forward(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu, float* y,
+                      float* v_keep, const WinogradKernels& k) {
+  const Plan p(m, s);
+  const std::vector<float> u = weight_transform(p, s, w);
+  const int64_t OP = s.O * s.OH() * s.OW(), Ho = p.TH * m, Wo = p.TW * m;
+  parallel_for(0, p.chunks(), 1, [&](int64_t lo, int64_t hi) {
+    const int64_t tc_max = p.cb * p.tpb;
+    float* vs = v_keep ? nullptr : scratch(2, p.A2 * s.C * tc_max);
+    float* mm = scratch(3, p.A2 * s.O * tc_max + s.O * Ho * Wo * L + kSlack);
+    float* yl = mm + p.A2 * s.O * tc_max;  // one lane block's output, (O, Ho, Wo, L)
+    for (int64_t ch = lo; ch < hi; ++ch) {
+      const int64_t bl0 = ch * p.cb, nbl = std::min(p.cb, p.NB - bl0), tc = nbl * p.tpb;
+      float* v = v_keep ? v_keep + bl0 * p.tpb : vs;
+      const int64_t ldv = v_keep ? p.T : tc;
+      transform_input(p, s, x, bl0, nbl, v, ldv, k);
+      // M[pos] (O, tc) = U[pos] (O, C) @ V[pos] (C, tc)
+      gemm<float>(p.A2, s.O, tc, s.C, {u.data(), s.O * s.C, s.C, 1}, {v, s.C * ldv, ldv, 1}, mm);
+      for (int64_t j = 0; j < nbl; ++j) {
+        const int64_t bl = bl0 + j;
+        k.output(m, mm + j * p.tpb, s.O * tc, tc, s.O, p.TH, p.TW, b, relu, yl);
+        k.from_lanes(yl, s.O, Ho, Wo, 0, 0, s.OH(), s.OW(), p.nl(s, bl), y + bl * L * OP, OP);
+      }
+    }
+  });
+}
+
+void winograd_backward(int m, const ConvShape& s, const float* x, const float* w, const float* gy, float* gx,
+                       float* gw, const float* v_saved, const WinogradKernels& k) {
+  if (!gx && !gw) return;
+  const Plan p(m, s);
+  const int64_t CHW = s.C * s.H * s.W;
+  std::vector<float> u = gx ? weight_transform(p, s, w) : std::vector<float>();
+  // Weight gradient: dM and V over the whole batch, for one GEMM with K = T afterwards.
+  std::vector<float> dm_all(gw ? static_cast<size_t>(p.A2 * s.O * p.T) : 0);
+  std::vector<float> v_all(gw && !v_saved ? static_cast<size_t>(p.A2 * s.C * p.T) : 0);
+  parallel_for(0, p.chunks(), 1, [&](int64_t lo, int64_t hi) {
+    const int64_t tc_max = p.cb * p.tpb;
+    float* dms = gw ? nullptr : scratch(2, p.A2 * s.O * tc_max);
+    for (int64_t ch = lo; ch < hi; ++ch) {
+      const int64_t bl0 = ch * p.cb, nbl = std::min(p.cb, p.NB - bl0), tc = nbl * p.tpb;
+      float* dm = gw ? dm_all.data() + bl0 * p.tpb : dms;
+      const int64_t ldm = gw ? p.T : tc;
+      transform_grad_output(p, s, gy, bl0, nbl, dm, ldm, k);
+      if (gw && !v_saved) transform_input(p, s, x, bl0, nbl, v_all.data() + bl0 * p.tpb, p.T, k);
+      if (!gx) continue;
+      // dV[pos] (C, tc) = U[pos]^T (C, O) @ dM[pos] (O, tc)
+      float* dv = scratch(3, p.A2 * s.C * tc_max + s.C * p.Hl * p.Wl * L + kSlack);
+      float* gxl = dv + p.A2 * s.C * tc_max;
+      gemm<float>(p.A2, s.C, tc, s.O, {u.data(), s.O * s.C, 1, s.C}, {dm, s.O * ldm, ldm, 1}, dv);
+      for (int64_t j = 0; j < nbl; ++j) {
+        const int64_t bl = bl0 + j;
+        k.grad_input(m, dv + j * p.tpb, s.C * tc, tc, s.C, p.TH, p.TW, gxl);
+        k.from_lanes(gxl, s.C, p.Hl, p.Wl, s.ph, s.pw, s.H, s.W, p.nl(s, bl), gx + bl * L * CHW, CHW);
+      }
+    }
+  });
+  if (!gw) return;
+  // dU[pos] (O, C) = dM[pos] (O, T) @ V[pos]^T (T, C)
+  const float* v = v_saved ? v_saved : v_all.data();
+  std::vector<float> du(static_cast<size_t>(p.A2 * s.O * s.C));
+  gemm<float>(p.A2, s.O, s.C, p.T, {dm_all.data(), s.O * p.T, p.T, 1}, {v, s.C * p.T, 1, p.T}, du.data());
+  weight_grad_transform(p, s, du.data(), gw);
+}
+
+}  // namespace kiln::ops::cpu
