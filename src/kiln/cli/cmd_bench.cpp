@@ -1,5 +1,5 @@
-// kiln bench train: the framework's training-step speed on synthetic data of the right shape (it
-// measures Kiln, not the disk), as one JSON line.
+// kiln bench train / bench infer: the framework's speed on synthetic data of the right shape (it
+// measures Kiln, not the disk), as one JSON line each.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -7,62 +7,88 @@
 
 #include "kiln/autograd/engine.h"
 #include "kiln/cli/commands.h"
+#include "kiln/cli/synthetic.h"
 #include "kiln/cli/task.h"
-#include "kiln/core/rng.h"
+#include "kiln/core/grad_mode.h"
 #include "kiln/core/thread_pool.h"
-#include "kiln/nn/models.h"
-#include "kiln/ops/ops.h"
 #include "kiln/optim/optimizer.h"
 
 namespace kiln::cli {
 
-int run_bench_train(const BenchTrainArgs& args) {
-  KILN_CHECK(args.steps > 0 && args.warmup >= 0 && args.threads > 0, "bench train: steps and threads must be "
-             "positive");
-  set_num_threads(static_cast<int>(args.threads));
-  nn::ModelSpec spec;
-  spec.name = args.model;
-  bool text = args.model == "gpt_char";
-  int64_t batch = args.batch > 0 ? args.batch : (text ? 32 : 128);
-  constexpr int64_t kVocab = 65;  // the size of a typical English character vocabulary
-  if (text) spec.vocab_size = kVocab;
-  nn::ModulePtr model = nn::make_model(spec, 1);
-  auto opt = optim::make_adam(model->parameters(), optim::AdamOptions{});
-  Generator gen(2);
-  Tensor input, target;
-  if (text) {
-    input = ops::clamp(ops::to(ops::mul(rand({batch, spec.context}, gen), static_cast<double>(kVocab)), DType::i64), 0,
-                       kVocab - 1);
-    target = ops::clamp(ops::to(ops::mul(rand({batch, spec.context}, gen), static_cast<double>(kVocab)), DType::i64),
-                        0, kVocab - 1);
-  } else {
-    input = randn({batch, 1, 28, 28}, gen);
-    target = ops::clamp(ops::to(ops::mul(rand({batch}, gen), 10.0), DType::i64), 0, 9);
-  }
+namespace {
+
+struct Stats {
+  double median, mean, p90, p99;
+};
+
+Stats summarise(std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  double mean = 0;
+  for (double t : ms) mean += t;
+  mean /= static_cast<double>(ms.size());
+  auto pct = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * (ms.size() - 1) + 0.5))]; };
+  return {pct(0.5), mean, pct(0.9), pct(0.99)};
+}
+
+template <typename F>
+std::vector<double> time_steps(int64_t warmup, int64_t steps, F step) {
   std::vector<double> times;
-  for (int64_t s = 0; s < args.warmup + args.steps; ++s) {
+  for (int64_t s = 0; s < warmup + steps; ++s) {
     auto t0 = std::chrono::steady_clock::now();
-    Tensor loss = task_loss(model->forward(input), target);
+    step();
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (s >= warmup) times.push_back(ms);
+  }
+  return times;
+}
+
+void check_args(const BenchTrainArgs& args, const char* what) {
+  KILN_CHECK(args.steps > 0 && args.warmup >= 0 && args.threads > 0, what,
+             ": steps and threads must be positive, warmup non-negative");
+}
+
+}  // namespace
+
+int run_bench_train(const BenchTrainArgs& args) {
+  check_args(args, "bench train");
+  set_num_threads(static_cast<int>(args.threads));
+  SyntheticTask task = make_synthetic_task(args.model, args.batch);
+  auto opt = optim::make_adam(task.model->parameters(), optim::AdamOptions{});
+  Stats st = summarise(time_steps(args.warmup, args.steps, [&] {
+    Tensor loss = task_loss(task.model->forward(task.input), task.target);
     autograd::backward(loss);
     opt->step();
     opt->zero_grad();
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (s >= args.warmup) times.push_back(ms);
-  }
-  std::sort(times.begin(), times.end());
-  double median = times[times.size() / 2];
-  double mean = 0;
-  for (double t : times) mean += t;
-  mean /= static_cast<double>(times.size());
-  int64_t samples = text ? batch * spec.context : batch;
+  }));
   nlohmann::json j = {{"model", args.model},
-                      {"batch", batch},
+                      {"batch", task.input.size(0)},
                       {"threads", args.threads},
                       {"steps", args.steps},
-                      {"step_ms", median},
-                      {"step_ms_mean", mean},
-                      {"rate", static_cast<double>(samples) / (median / 1000.0)},
-                      {"unit", text ? "tokens/s" : "images/s"}};
+                      {"step_ms", st.median},
+                      {"step_ms_mean", st.mean},
+                      {"rate", static_cast<double>(task.samples) / (st.median / 1000.0)},
+                      {"unit", task.unit}};
+  std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+int run_bench_infer(const BenchTrainArgs& args) {
+  check_args(args, "bench infer");
+  set_num_threads(static_cast<int>(args.threads));
+  SyntheticTask task = make_synthetic_task(args.model, args.batch > 0 ? args.batch : 1);
+  task.model->eval();
+  NoGradGuard no_grad;
+  Stats st = summarise(time_steps(args.warmup, args.steps, [&] { (void)task.model->forward(task.input); }));
+  nlohmann::json j = {{"model", args.model},
+                      {"batch", task.input.size(0)},
+                      {"threads", args.threads},
+                      {"steps", args.steps},
+                      {"latency_ms_p50", st.median},
+                      {"latency_ms_p90", st.p90},
+                      {"latency_ms_p99", st.p99},
+                      {"latency_ms_mean", st.mean},
+                      {"rate", static_cast<double>(task.samples) / (st.median / 1000.0)},
+                      {"unit", task.unit}};
   std::printf("%s\n", j.dump().c_str());
   return 0;
 }

@@ -8,6 +8,8 @@
 #include "kiln/core/error.h"
 #include "kiln/core/thread_pool.h"
 #include "kiln/ops/cpu/float_kernels.h"
+#include "kiln/ops/cpu/gemm_kernel.h"
+#include "kiln/ops/cpu/tune_cache.h"
 
 namespace kiln::cli {
 
@@ -16,7 +18,9 @@ int run_info() {
   nlohmann::json j = {
       {"version", KILN_VERSION},
       {"simd", std::string(ops::cpu::simd_level())},
-      {"blas", detail::concat("oneDNN ", v->major, ".", v->minor, ".", v->patch)},
+      {"gemm", detail::concat("kiln ", ops::cpu::gemm_kernels().isa, " ", ops::cpu::gemm_kernels().kernels[0].name)},
+      {"reference_blas", detail::concat("oneDNN ", v->major, ".", v->minor, ".", v->patch)},
+      {"tune_cache", ops::cpu::tune_cache_path()},
       {"threads", get_num_threads()},
       {"cuda", false},
       {"devices", {"cpu"}},

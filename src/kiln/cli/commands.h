@@ -30,6 +30,15 @@ struct BenchTrainArgs {
   int64_t threads = 2;
 };
 int run_bench_train(const BenchTrainArgs& args);
+int run_bench_infer(const BenchTrainArgs& args);  // batch defaults to 1 there
+
+struct TuneArgs {
+  std::vector<std::string> models{"mlp", "cnn", "gpt_char"};
+  std::vector<std::string> gemm_shapes;  // extra "MxNxK" problems
+  int64_t batch = 0;                     // training batch; 0: the model's default
+  int64_t threads = 2;
+};
+int run_tune_kernels(const TuneArgs& args);
 
 int run_info();
 

@@ -58,6 +58,24 @@ int main(int argc, char** argv) {
   bt->add_option("--warmup", bench.warmup, "untimed steps first")->capture_default_str();
   bt->add_option("--threads", bench.threads, "intra-op threads")->capture_default_str()->check(CLI::PositiveNumber);
 
+  kiln::cli::BenchTrainArgs infer;
+  infer.steps = 200;
+  infer.warmup = 20;
+  infer.threads = 1;
+  auto* bi = b->add_subcommand("infer", "Inference latency (no autograd) on synthetic data: one JSON line");
+  bi->add_option("--model", infer.model, "mlp | cnn | resnet_small | gpt_char")->capture_default_str();
+  bi->add_option("--batch", infer.batch, "batch size (default 1)");
+  bi->add_option("--steps", infer.steps, "timed forward passes")->capture_default_str()->check(CLI::PositiveNumber);
+  bi->add_option("--warmup", infer.warmup, "untimed passes first")->capture_default_str();
+  bi->add_option("--threads", infer.threads, "intra-op threads")->capture_default_str()->check(CLI::PositiveNumber);
+
+  kiln::cli::TuneArgs tune;
+  auto* tk = app.add_subcommand("tune-kernels", "Auto-tune GEMM blocking and conv algorithms into the tuning cache");
+  tk->add_option("--model", tune.models, "models whose training step and inference to tune")->capture_default_str();
+  tk->add_option("--gemm", tune.gemm_shapes, "extra GEMM problems MxNxK (repeatable)");
+  tk->add_option("--batch", tune.batch, "training batch (default 128 images or 32 sequences)");
+  tk->add_option("--threads", tune.threads, "threads to tune for")->capture_default_str()->check(CLI::PositiveNumber);
+
   app.add_subcommand("info", "Version, SIMD level, BLAS, threads, CUDA");
 
   try {
@@ -69,6 +87,8 @@ int main(int argc, char** argv) {
     if (t->parsed()) return kiln::cli::run_train(train);
     if (e->parsed()) return kiln::cli::run_eval(eval);
     if (bt->parsed()) return kiln::cli::run_bench_train(bench);
+    if (bi->parsed()) return kiln::cli::run_bench_infer(infer);
+    if (tk->parsed()) return kiln::cli::run_tune_kernels(tune);
     return kiln::cli::run_info();
   } catch (const kiln::Error& err) {
     std::fprintf(stderr, "kiln: error: %s\n", one_line(err.what()).c_str());

@@ -144,7 +144,8 @@ void gemm_block(const Job& j, int64_t bi, int64_t m_lo, int64_t m_hi, int64_t n0
   const float* A = static_cast<const float*>(j.a.data) + bi * j.a.batch_stride;
   const float* B = static_cast<const float*>(j.b.data) + bi * j.b.batch_stride;
   const int64_t MC = j.cfg.mc, KC = j.cfg.kc, NC = j.cfg.nc;
-  float* abuf = t_pack_a.get(((std::min(MC, std::max<int64_t>(m_hi - m_lo, 1)) + MR - 1) / MR) * MR * KC);
+  // +16: the vectorised A packing may write up to 8 floats past its last panel.
+  float* abuf = t_pack_a.get(((std::min(MC, std::max<int64_t>(m_hi - m_lo, 1)) + MR - 1) / MR) * MR * KC + 16);
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = std::min(NC, n1 - jc);
     const int64_t npanels = (nc + NR - 1) / NR;

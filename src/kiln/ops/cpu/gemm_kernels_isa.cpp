@@ -123,6 +123,32 @@ void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict
     for (int j = 0; j < NV; ++j) Vec::store(c + i * ldc + j * W, acc[i][j]);
 }
 
+#if defined(__AVX2__)
+// dst[r * ldd + c] = src[c * lds + r] for an 8 x 8 block: 8 loads, 24 shuffles, 8 stores.
+inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m256 r0 = _mm256_loadu_ps(src + 0 * lds), r1 = _mm256_loadu_ps(src + 1 * lds);
+  __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
+  __m256 r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
+  __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
 template <int MR>
 void pack_a(const float* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, float alpha, float* __restrict dst) {
   for (int64_t i0 = 0; i0 < mc; i0 += MR) {
@@ -133,9 +159,27 @@ void pack_a(const float* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, floa
       for (int64_t k = 0; k < kc; ++k)
         for (int i = 0; i < MR; ++i) dst[k * MR + i] = alpha * src[k * cs + i];
     } else if (rows == MR && cs == 1) {
+      int64_t k0 = 0;
+#if defined(__AVX2__)
+      if constexpr (MR <= 8) {
+        // Row-major A: transpose MR rows x 8 k at a time in registers. Each k's MR values are
+        // stored as a full 8-float vector at dst + k*MR; the next k's store overwrites the
+        // surplus (the buffer has slack at its end for the last one).
+        const __m256 va = _mm256_set1_ps(alpha);
+        alignas(32) float t[8 * 8];
+        for (; k0 + 8 <= kc; k0 += 8) {
+          __m256 r[8];
+          for (int i = 0; i < 8; ++i)
+            r[i] = i < MR ? _mm256_mul_ps(va, _mm256_loadu_ps(src + i * rs + k0)) : _mm256_setzero_ps();
+          for (int i = 0; i < 8; ++i) _mm256_store_ps(t + i * 8, r[i]);
+          transpose8x8(t, 8, t, 8);
+          for (int kk = 0; kk < 8; ++kk) _mm256_storeu_ps(dst + (k0 + kk) * MR, _mm256_load_ps(t + kk * 8));
+        }
+      }
+#endif
       for (int i = 0; i < MR; ++i) {
         const float* row = src + i * rs;
-        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = alpha * row[k];
+        for (int64_t k = k0; k < kc; ++k) dst[k * MR + i] = alpha * row[k];
       }
     } else {
       for (int64_t k = 0; k < kc; ++k) {
@@ -146,6 +190,7 @@ void pack_a(const float* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, floa
     dst += kc * MR;
   }
 }
+
 
 template <int NR>
 void pack_b(const float* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, int64_t p0, int64_t p1,
@@ -166,10 +211,18 @@ void pack_b(const float* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, int6
     float* out = dst + p * kc * NR;
     const float* src = b + j0 * cs;
     if (cols == NR && rs == 1) {
-      // B stored transposed (a Linear weight (N, K)): walk each column contiguously.
+      // B stored transposed (a Linear weight (N, K)): a transposition, 8 x 8 at a time in
+      // registers where the ISA allows, then the remainder column by column.
+      int64_t k0 = 0;
+#if defined(__AVX2__)
+      if constexpr (NR % 8 == 0) {
+        for (; k0 + 8 <= kc; k0 += 8)
+          for (int j = 0; j < NR; j += 8) transpose8x8(src + j * cs + k0, cs, out + k0 * NR + j, NR);
+      }
+#endif
       for (int j = 0; j < NR; ++j) {
         const float* col = src + j * cs;
-        for (int64_t k = 0; k < kc; ++k) out[k * NR + j] = col[k];
+        for (int64_t k = k0; k < kc; ++k) out[k * NR + j] = col[k];
       }
     } else {
       for (int64_t k = 0; k < kc; ++k) {

@@ -150,3 +150,14 @@ void tune_cache_clear_memory() {
 }
 
 }  // namespace kiln::ops::cpu
+
+namespace kiln::ops::cpu {
+
+size_t tune_cache_size() {
+  auto& st = state();
+  std::lock_guard<std::mutex> lock(st.mu);
+  load_locked(st);
+  return st.entries.size();
+}
+
+}  // namespace kiln::ops::cpu

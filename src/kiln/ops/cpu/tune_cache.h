@@ -4,6 +4,7 @@
 // instruction set in use, so results measured on one machine never steer another.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,6 +28,7 @@ std::optional<std::string> tune_cache_get(std::string_view key);
 // optimisation, never a reason to fail.
 void tune_cache_put(std::string_view key, std::string_view value);
 void tune_cache_clear_memory();  // forget loaded entries (tests)
+size_t tune_cache_size();         // entries known (loaded from the file or added)
 
 // "AMD EPYC 7B13" etc., from /proc/cpuinfo (or "unknown-cpu"), sanitised for a file name.
 std::string cpu_model_name();
