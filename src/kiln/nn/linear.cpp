@@ -29,6 +29,12 @@ Tensor Linear::forward(const Tensor& x) {
   return ops::linear(x, weight_, bias_);
 }
 
+Tensor Linear::forward_act(const Tensor& x, ops::LinearActivation act) {
+  KILN_CHECK(x.dim() >= 1 && x.size(-1) == in_features(), "Linear: expected input (..., ", in_features(),
+             "), got ", shape_str(x.shape()));
+  return ops::linear_act(x, weight_, bias_, act);
+}
+
 Embedding::Embedding(int64_t num_embeddings, int64_t dim, Generator& gen) {
   KILN_CHECK(num_embeddings > 0 && dim > 0, "Embedding: sizes must be positive, got ", num_embeddings, " x ", dim);
   weight_ = Tensor::empty({num_embeddings, dim});

@@ -4,6 +4,7 @@
 
 #include "kiln/core/rng.h"
 #include "kiln/nn/module.h"
+#include "kiln/ops/linalg.h"
 
 namespace kiln::nn {
 
@@ -12,6 +13,8 @@ class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, Generator& gen, bool bias = true);
   Tensor forward(const Tensor& x) override;  // (..., in) -> (..., out)
+  // act(forward(x)) with the activation fused into the GEMM epilogue (ops::linear_act).
+  Tensor forward_act(const Tensor& x, ops::LinearActivation act);
   std::string name() const override { return "Linear"; }
   const Tensor& weight() const { return weight_; }  // (out, in)
   const Tensor& bias() const { return bias_; }      // (out), undefined without bias

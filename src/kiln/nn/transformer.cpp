@@ -38,7 +38,7 @@ Mlp::Mlp(int64_t d_model, int64_t d_mlp, Generator& gen, double dropout, uint64_
 }
 
 Tensor Mlp::forward(const Tensor& x) {
-  Tensor y = proj_->forward(ops::gelu(fc_->forward(x), ops::GeluApprox::tanh));
+  Tensor y = proj_->forward(fc_->forward_act(x, ops::LinearActivation::gelu_tanh));
   return drop_ ? drop_->forward(y) : y;
 }
 

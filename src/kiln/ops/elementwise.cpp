@@ -453,6 +453,9 @@ Tensor relu(const Tensor& x) {
   if (!is_floating(x.dtype())) return unary_forward(UnaryOp::relu, x, "relu");
   return unary_with_kernel_backward(UnaryOp::relu, UnaryBackwardOp::relu, false, x, "relu");
 }
+Tensor relu_backward_from_output(const Tensor& g, const Tensor& y) {
+  return unary_backward(UnaryBackwardOp::relu, g, y);
+}
 Tensor gelu(const Tensor& x, GeluApprox approx) {
   if (approx == GeluApprox::tanh)
     return unary_with_kernel_backward(UnaryOp::gelu_tanh, UnaryBackwardOp::gelu_tanh, false, x, "gelu");

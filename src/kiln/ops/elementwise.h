@@ -51,6 +51,9 @@ Tensor rsqrt(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);
+// ReLU's backward as one fused pass (not recorded): g where y > 0, else 0. y may be relu's input
+// or its output (both are positive at the same places), so fused linear+relu needs no extra copy.
+Tensor relu_backward_from_output(const Tensor& g, const Tensor& y);
 enum class GeluApprox { none, tanh };  // none: x * Phi(x) with erf; tanh: the GPT-2 approximation
 Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::none);
 Tensor silu(const Tensor& x);

@@ -2,6 +2,7 @@
 // strided batched GEMM in cpu/gemm.h.
 #include "kiln/ops/linalg.h"
 
+#include "kiln/core/grad_mode.h"
 #include "kiln/ops/autograd_record.h"
 #include "kiln/ops/cpu/gemm.h"
 #include "kiln/ops/elementwise.h"
@@ -48,8 +49,10 @@ cpu::MatrixView matrix_view(const Tensor& t, const Shape& batch_shape, Tensor& k
   return {e.raw_data(), inner, e.strides()[nd - 2], e.strides()[nd - 1]};
 }
 
-// a (..., M, K) @ b (..., K, N), both at least 2-d, same float dtype.
-Tensor matmul_nd(const Tensor& a, const Tensor& b, const Tensor& bias) {
+// a (..., M, K) @ b (..., K, N), both at least 2-d, same float dtype, then + bias and the
+// activation (f32: fused into the GEMM; f64: applied after, as the reference).
+Tensor matmul_nd(const Tensor& a, const Tensor& b, const Tensor& bias,
+                 LinearActivation act = LinearActivation::none) {
   int64_t M = a.shape()[a.dim() - 2], K = a.shape()[a.dim() - 1];
   int64_t K2 = b.shape()[b.dim() - 2], N = b.shape()[b.dim() - 1];
   KILN_CHECK(K == K2, "matmul: inner dimensions differ: ", shape_str(a.shape()), " @ ", shape_str(b.shape()));
@@ -63,10 +66,21 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b, const Tensor& bias) {
   cpu::MatrixView va = matrix_view(a, batch, ka), vb = matrix_view(b, batch, kb);
   int64_t nb = numel(batch);
   Tensor biasc = bias.defined() ? contiguous_raw(bias) : Tensor();
-  dispatch_float(a.dtype(), "matmul", [&]<typename T>() {
-    cpu::gemm<T>(nb, M, N, K, va, vb, out.data<T>(), bias.defined() ? biasc.data<T>() : nullptr);
-  });
-  return out;
+  if (a.dtype() == DType::f32) {
+    cpu::GemmEpilogue ep;
+    ep.bias = bias.defined() ? biasc.data<float>() : nullptr;
+    ep.act = act == LinearActivation::relu   ? cpu::GemmActivation::relu
+             : act == LinearActivation::gelu ? cpu::GemmActivation::gelu
+             : act == LinearActivation::gelu_tanh ? cpu::GemmActivation::gelu_tanh
+                                                  : cpu::GemmActivation::none;
+    cpu::sgemm(nb, M, N, K, va, vb, cpu::OutputView{out.data<float>(), M * N, N}, ep);
+    return out;
+  }
+  cpu::gemm<double>(nb, M, N, K, va, vb, out.data<double>(), bias.defined() ? biasc.data<double>() : nullptr);
+  if (act == LinearActivation::none) return out;
+  NoGradGuard no_grad;
+  if (act == LinearActivation::relu) return relu(out);
+  return gelu(out, act == LinearActivation::gelu ? GeluApprox::none : GeluApprox::tanh);
 }
 
 void check_float_pair(const char* op, const Tensor& a, const Tensor& b) {
@@ -98,6 +112,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  return linear_act(x, w, b, LinearActivation::none);
+}
+
+Tensor linear_act(const Tensor& x, const Tensor& w, const Tensor& b, LinearActivation act) {
   check_float_pair("linear", x, w);
   KILN_CHECK(w.dim() == 2, "linear: weight must be 2-d (out, in), got ", shape_str(w.shape()));
   KILN_CHECK(x.dim() >= 1 && x.shape().back() == w.shape()[1], "linear: input ", shape_str(x.shape()),
@@ -108,23 +126,31 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     KILN_CHECK_TYPE(b.dtype() == w.dtype(), "linear: bias dtype ", dtype_name(b.dtype()), " differs from weight ",
                     dtype_name(w.dtype()));
   }
-  // Fold leading dims into rows: one GEMM with the bias fused.
+  std::vector<Tensor> inputs{x, w};
+  if (b.defined()) inputs.push_back(b);
+  const bool grad = any_requires_grad(inputs);
+  if (grad && (act == LinearActivation::gelu || act == LinearActivation::gelu_tanh))
+    return gelu(linear(x, w, b), act == LinearActivation::gelu ? GeluApprox::none : GeluApprox::tanh);
+  // Fold leading dims into rows: one GEMM with the bias (and activation) fused.
   Shape out_shape = x.shape();
   out_shape.back() = w.shape()[0];
   Tensor x2c = contiguous_raw(x);
   Tensor x2 = x2c.as_strided({x.numel() / w.shape()[1], w.shape()[1]}, {w.shape()[1], 1}, x2c.offset());
   Tensor wt = w.as_strided({w.shape()[1], w.shape()[0]}, {w.strides()[1], w.strides()[0]}, w.offset());
-  Tensor out = matmul_nd(x2, wt, b);
+  Tensor out = matmul_nd(x2, wt, b, act);
   out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
-  std::vector<Tensor> inputs{x, w};
-  if (b.defined()) inputs.push_back(b);
-  if (!any_requires_grad(inputs)) return out;
-  return record("linear", inputs, out, [x_ = SavedTensor(x2c, "linear"), w_ = SavedTensor(w, "linear"),
-                                        in_shape = x.shape()](const Tensor& g, const std::vector<bool>& need) {
+  if (!grad) return out;
+  const bool relu_fused = act == LinearActivation::relu;
+  // The ReLU mask comes from the output, saved without a copy (an in-place edit of it later is
+  // caught by its version counter).
+  return record(relu_fused ? "linear_relu" : "linear", inputs, out,
+                [x_ = SavedTensor(x2c, "linear"), w_ = SavedTensor(w, "linear"),
+                 y_ = relu_fused ? SavedTensor(out, "linear_relu") : SavedTensor(), relu_fused,
+                 in_shape = x.shape()](const Tensor& g, const std::vector<bool>& need) {
     const Tensor& x = x_.get();
     const Tensor& w = w_.get();
     int64_t out_f = w.shape()[0], in_f = w.shape()[1];
-    Tensor g2 = reshape(contiguous(g), {-1, out_f});
+    Tensor g2 = reshape(relu_fused ? relu_backward_from_output(contiguous(g), y_.get()) : contiguous(g), {-1, out_f});
     std::vector<Tensor> grads(need.size());
     if (need[0]) grads[0] = reshape(matmul(g2, w), in_shape);
     if (need[1]) grads[1] = matmul(transpose(g2, 0, 1), reshape(x, {-1, in_f}));

@@ -1,6 +1,6 @@
-// Matrix products. f32 goes through oneDNN's matmul primitive (about 210 GFLOP/s on this 2-core
-// machine versus 170 for OpenBLAS); f64 uses a plain reference loop (gradient checks only).
-// Transposed and strided operands are described to oneDNN by their strides: no copies.
+// Matrix products. f32 goes through Kiln's packed GEMM (cpu/gemm.h); f64 uses a plain reference
+// loop (gradient checks only). Transposed and strided operands are absorbed by the GEMM's
+// packing: no copies.
 #pragma once
 
 #include "kiln/core/tensor.h"
@@ -11,5 +11,12 @@ namespace kiln::ops {
 Tensor matmul(const Tensor& a, const Tensor& b);
 // y = x @ w^T + b with x (..., in), w (out, in), b (out) or undefined.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+
+// act(linear(x, w, b)) with the activation applied in the GEMM's epilogue, while each output
+// tile is still in registers or L1: one pass over the output instead of two. ReLU is fused in
+// training too (its backward needs only the output); GELU is fused when no gradient is needed
+// and otherwise computed as linear then gelu (its backward needs the pre-activation).
+enum class LinearActivation { none, relu, gelu, gelu_tanh };
+Tensor linear_act(const Tensor& x, const Tensor& w, const Tensor& b, LinearActivation act);
 
 }  // namespace kiln::ops
