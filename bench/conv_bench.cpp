@@ -4,7 +4,7 @@
 // oneDNN's own blocked layout, its reorders excluded), at 1 and 2 threads. Calls are interleaved
 // (one of each per round) and the median per figure is reported. Prints one JSON object per
 // figure, then one summary line per layer and thread count with the Kiln/oneDNN ratios.
-// Usage: conv_bench [rounds=25] [layers=cnn|resnet|all] [threads=1,2]
+// Usage: conv_bench [rounds=25] [layers=cnn|resnet|all|<layer name>] [threads=0 (1 and 2)|1|2] [impl filter]
 #include <dnnl.hpp>
 #include <omp.h>
 
@@ -43,6 +43,10 @@ std::vector<Layer> layers(const std::string& which) {
                                {"resnet.layer3a", 128, 64, 14, 14, 128, 3, 2, 1, false, true},
                                {"resnet.layer3b", 128, 128, 7, 7, 128, 3, 1, 1, false, true}};
   std::vector<Layer> out;
+  for (const auto& l : cnn)
+    if (l.name == which) out.push_back(l);
+  for (const auto& l : resnet)
+    if (l.name == which) out.push_back(l);
   if (which == "cnn" || which == "all") out.insert(out.end(), cnn.begin(), cnn.end());
   if (which == "resnet" || which == "all") out.insert(out.end(), resnet.begin(), resnet.end());
   return out;
@@ -155,7 +159,7 @@ void print_json(const Layer& l, int threads, const Case& c) {
               l.name.c_str(), threads, c.impl.c_str(), c.pass.c_str(), median(c.ms));
 }
 
-void run_layer(const Layer& l, int threads, int rounds) {
+void run_layer(const Layer& l, int threads, int rounds, const std::string& filter) {
   set_num_threads(threads);
   omp_set_num_threads(threads);
   const cpu::ConvShape s = shape_of(l);
@@ -204,6 +208,8 @@ void run_layer(const Layer& l, int threads, int rounds) {
       cases.push_back({name, "bwd_data", [d] { d->bwd_d.execute(d->strm, d->bwd_d_args); d->strm.wait(); }, {}});
     cases.push_back({name, "bwd_weights", [d] { d->bwd_w.execute(d->strm, d->bwd_w_args); d->strm.wait(); }, {}});
   }
+  if (!filter.empty())
+    std::erase_if(cases, [&](const Case& c) { return (c.impl + "." + c.pass).find(filter) == std::string::npos; });
   for (auto& c : cases) c.fn();  // warm up (first-use tuning, allocation, JIT)
   for (int r = 0; r < rounds; ++r)
     for (auto& c : cases) {
@@ -234,8 +240,9 @@ int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 25;
   const std::string which = argc > 2 ? argv[2] : "cnn";
   std::vector<int> threads = {1, 2};
-  if (argc > 3) threads = {std::atoi(argv[3])};
+  if (argc > 3 && std::atoi(argv[3]) > 0) threads = {std::atoi(argv[3])};
+  const std::string filter = argc > 4 ? argv[4] : "";
   for (const Layer& l : layers(which))
-    for (int t : threads) run_layer(l, t, rounds);
+    for (int t : threads) run_layer(l, t, rounds, filter);
   return 0;
 }

@@ -78,6 +78,57 @@ void forward_block(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const flo
   }
 }
 
+// The same for a kernel size known at compile time (3x3 here), with NP output vectors per
+// channel in flight: OB*NP independent accumulators hide the FMA latency, each broadcast weight
+// serves NP vectors and each input load OB channels.
+template <int KH, int KW, int OB, int NP>
+inline void forward_fixed(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* w, int64_t oh,
+                          const int64_t* pos, const float* bias, float* yrow, int64_t P) {
+  constexpr int taps = KH * KW;
+  vf acc[OB][NP];
+  for (int ob = 0; ob < OB; ++ob)
+    for (int q = 0; q < NP; ++q) acc[ob][q] = splat(bias ? bias[ob] : 0.0f);
+  for (int64_t c = 0; c < C; ++c) {
+    const float* wc = w + c * taps;
+#pragma GCC unroll 16
+    for (int kh = 0; kh < KH; ++kh) {
+      const float* row = xp + (c * Hp + oh + kh) * Wp;
+#pragma GCC unroll 16
+      for (int kw = 0; kw < KW; ++kw) {
+        vf xv[NP];
+        for (int q = 0; q < NP; ++q) xv[q] = ld(row + pos[q] + kw);
+        for (int ob = 0; ob < OB; ++ob) {
+          const vf wv = splat(wc[ob * C * taps + kh * KW + kw]);
+          for (int q = 0; q < NP; ++q) acc[ob][q] += wv * xv[q];
+        }
+      }
+    }
+  }
+  for (int ob = 0; ob < OB; ++ob)
+    for (int q = 0; q < NP; ++q) st(yrow + ob * P + pos[q], acc[ob][q]);
+}
+
+template <int KH, int KW, int OB>
+void forward_block_fixed(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* w, const float* bias,
+                         bool relu, float* y) {
+  const int64_t OH = Hp - KH + 1, OW = Wp - KW + 1, P = OH * OW;
+  int64_t pos[64];  // vector starts along a row; the last one ends at the row end
+  int np = 0;
+  for (int64_t p0 = 0;; p0 += kV) {
+    pos[np++] = std::min(p0, OW - kV);
+    if (p0 + kV >= OW || np == 64) break;
+  }
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    float* yrow = y + oh * OW;
+    int i = 0;
+    for (; i + 2 <= np; i += 2) forward_fixed<KH, KW, OB, 2>(xp, C, Hp, Wp, w, oh, pos + i, bias, yrow, P);
+    if (i < np) forward_fixed<KH, KW, OB, 1>(xp, C, Hp, Wp, w, oh, pos + i, bias, yrow, P);
+    if (relu)
+      for (int ob = 0; ob < OB; ++ob)
+        for (int64_t ow = 0; ow < OW; ++ow) yrow[ob * P + ow] = yrow[ob * P + ow] > 0.0f ? yrow[ob * P + ow] : 0.0f;
+  }
+}
+
 // Rows narrower than a vector: plain loops.
 void forward_scalar(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* w, int64_t O, int64_t KH,
                     int64_t KW, const float* bias, bool relu, float* y) {
@@ -98,6 +149,14 @@ void forward(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* w,
              const float* bias, bool relu, float* y) {
   const int64_t OW = Wp - KW + 1, P = (Hp - KH + 1) * OW, taps = C * KH * KW;
   if (OW < kV) return forward_scalar(xp, C, Hp, Wp, w, O, KH, KW, bias, relu, y);
+  if (KH == 3 && KW == 3 && OW <= 64 * kV) {
+    int64_t o = 0;
+    for (; o + 4 <= O; o += 4)
+      forward_block_fixed<3, 3, 4>(xp, C, Hp, Wp, w + o * taps, bias ? bias + o : nullptr, relu, y + o * P);
+    for (; o < O; ++o)
+      forward_block_fixed<3, 3, 1>(xp, C, Hp, Wp, w + o * taps, bias ? bias + o : nullptr, relu, y + o * P);
+    return;
+  }
   constexpr int kOB = 4;
   int64_t o = 0;
   for (; o + kOB <= O; o += kOB)
@@ -137,6 +196,31 @@ void wgrad_taps(const float* xrow0, int64_t Wp, const float* g, int64_t OH, int6
   for (int k = 0; k < NK; ++k) gw[kw0 + k] += hsum(acc[k]);
 }
 
+// All KH*KW taps of one (o, c) in one pass over the plane (3x3: nine accumulators, nine
+// independent FMA chains), plus the bias sum riding along when asked.
+template <int KH, int KW>
+void wgrad_fixed(const float* xc, int64_t Wp, const float* g, int64_t OH, int64_t OW, float* gw, float* gb) {
+  vf acc[KH * KW], bacc = vf{};
+  for (int t = 0; t < KH * KW; ++t) acc[t] = vf{};
+  const int64_t full = OW / kV, rem = OW % kV, plast = OW - kV;
+  const vi tail = lanes_from(static_cast<int>(kV - rem));
+  auto step = [&](const float* xr, vf gv) {
+#pragma GCC unroll 16
+    for (int kh = 0; kh < KH; ++kh)
+#pragma GCC unroll 16
+      for (int kw = 0; kw < KW; ++kw) acc[kh * KW + kw] += gv * ld(xr + kh * Wp + kw);
+    if (gb) bacc += gv;
+  };
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* gr = g + oh * OW;
+    const float* xr = xc + oh * Wp;
+    for (int64_t j = 0; j < full; ++j) step(xr + j * kV, ld(gr + j * kV));
+    if (rem) step(xr + plast, tail ? ld(gr + plast) : vf{});
+  }
+  for (int t = 0; t < KH * KW; ++t) gw[t] += hsum(acc[t]);
+  if (gb) *gb += hsum(bacc);
+}
+
 void weight_grad_scalar(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* gy, int64_t O, int64_t KH,
                         int64_t KW, float* gw, float* gb) {
   const int64_t OH = Hp - KH + 1, OW = Wp - KW + 1, P = OH * OW;
@@ -164,6 +248,12 @@ void weight_grad(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float
   if (OW < kV) return weight_grad_scalar(xp, C, Hp, Wp, gy, O, KH, KW, gw, gb);
   const int64_t full = OW / kV, rem = OW % kV, plast = OW - kV;
   const vi tail = lanes_from(static_cast<int>(kV - rem));
+  if (KH == 3 && KW == 3) {
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t c = 0; c < C; ++c)
+        wgrad_fixed<3, 3>(xp + c * Hp * Wp, Wp, gy + o * P, OH, OW, gw + (o * C + c) * 9, gb && c == 0 ? gb + o : nullptr);
+    return;
+  }
   for (int64_t o = 0; o < O; ++o) {
     const float* g = gy + o * P;
     if (gb) {

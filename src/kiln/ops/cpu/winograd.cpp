@@ -1,8 +1,9 @@
 // The Winograd driver (see winograd.h): weight transforms, chunking of the batch into lane
 // blocks, the alpha^2 GEMMs, threading. Forward and input-gradient work is split over chunks of
 // lane blocks, each chunk running its whole pipeline (transpose, transform, GEMM, transform,
-// transpose back) on one thread while its buffers are cache-resident; the weight gradient is one
-// GEMM over all tiles of the batch, whose K-order summation makes it deterministic.
+// transpose back) on one thread while its buffers are cache-resident. The weight gradient is a
+// GEMM per chunk over its tiles; the chunk partials are added in chunk order, so it is
+// deterministic whatever the thread count.
 #include "kiln/ops/cpu/winograd.h"
 
 #include <algorithm>
@@ -37,6 +38,11 @@ namespace {
 constexpr int L = kWinoLanes;
 constexpr int64_t kSlack = 8 * L;  // from_lanes reads up to 7 columns past its last one
 
+// Distance between the alpha^2 position planes of V, M, dM and dV: rows*ld plus one cache line,
+// so that the 16 or 36 planes a tile transform touches do not all map to the same few L1 sets
+// (rows*ld is often a multiple of 2 KB).
+inline int64_t pstride(int64_t rows, int64_t ld) { return rows * ld + 16; }
+
 // G (alpha x 3) of F(m, 3): U = G w G^T.
 constexpr double kG2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 constexpr double kG4[6][3] = {{1.0 / 4, 0, 0},
@@ -46,7 +52,7 @@ constexpr double kG4[6][3] = {{1.0 / 4, 0, 0},
                               {1.0 / 24, -1.0 / 12, 1.0 / 6},
                               {0, 0, 1}};
 
-double g_at(int m, int i, int k) { return m == 2 ? kG2[i][k] : kG4[i][k]; }
+inline double g_at(int m, int i, int k) { return m == 2 ? kG2[i][k] : kG4[i][k]; }
 
 struct Plan {
   int m, A, A2;
@@ -69,52 +75,36 @@ struct Plan {
   int nl(const ConvShape& s, int64_t bl) const { return static_cast<int>(std::min<int64_t>(L, s.N - bl * L)); }
 };
 
-// U (A2, O, C) = G w G^T for every (o, c).
+// GG (A2, 9): GG[i*A + j][k*3 + l] = G[i][k] * G[j][l], so that for one (o, c) the transform
+// G w G^T is GG @ w (w read as 9 values) and its adjoint G^T dU G is GG^T @ dU.
+std::vector<float> gg_table(const Plan& p) {
+  std::vector<float> gg(static_cast<size_t>(p.A2 * 9));
+  for (int i = 0; i < p.A; ++i)
+    for (int j = 0; j < p.A; ++j)
+      for (int k = 0; k < 3; ++k)
+        for (int l = 0; l < 3; ++l) gg[(i * p.A + j) * 9 + k * 3 + l] = static_cast<float>(g_at(p.m, i, k) * g_at(p.m, j, l));
+  return gg;
+}
+
+// U (A2, O*C) = GG (A2, 9) @ w^T (9, O*C): one small GEMM for all (o, c).
 std::vector<float> weight_transform(const Plan& p, const ConvShape& s, const float* w) {
-  std::vector<float> u(static_cast<size_t>(p.A2 * s.O * s.C));
   const int64_t OC = s.O * s.C;
-  for (int64_t oc = 0; oc < OC; ++oc) {
-    const float* g = w + oc * 9;
-    double t[6][3];  // G w
-    for (int i = 0; i < p.A; ++i)
-      for (int l = 0; l < 3; ++l) {
-        double acc = 0;
-        for (int k = 0; k < 3; ++k) acc += g_at(p.m, i, k) * g[k * 3 + l];
-        t[i][l] = acc;
-      }
-    for (int i = 0; i < p.A; ++i)
-      for (int j = 0; j < p.A; ++j) {
-        double acc = 0;
-        for (int l = 0; l < 3; ++l) acc += t[i][l] * g_at(p.m, j, l);
-        u[(i * p.A + j) * OC + oc] = static_cast<float>(acc);
-      }
-  }
+  std::vector<float> u(static_cast<size_t>(p.A2 * OC));
+  const std::vector<float> gg = gg_table(p);
+  sgemm(1, p.A2, OC, 9, {gg.data(), 0, 9, 1}, {w, 0, 1, 9}, {u.data(), 0, OC});
   return u;
 }
 
-// gw (O, C, 3, 3) = G^T dU G for every (o, c); dU (A2, O, C).
+// gw (O*C, 9) = dU^T (O*C, A2) @ GG (A2, 9).
 void weight_grad_transform(const Plan& p, const ConvShape& s, const float* du, float* gw) {
   const int64_t OC = s.O * s.C;
-  for (int64_t oc = 0; oc < OC; ++oc) {
-    double t[3][6];  // G^T dU
-    for (int k = 0; k < 3; ++k)
-      for (int j = 0; j < p.A; ++j) {
-        double acc = 0;
-        for (int i = 0; i < p.A; ++i) acc += g_at(p.m, i, k) * du[(i * p.A + j) * OC + oc];
-        t[k][j] = acc;
-      }
-    for (int k = 0; k < 3; ++k)
-      for (int l = 0; l < 3; ++l) {
-        double acc = 0;
-        for (int j = 0; j < p.A; ++j) acc += t[k][j] * g_at(p.m, j, l);
-        gw[oc * 9 + k * 3 + l] = static_cast<float>(acc);
-      }
-  }
+  const std::vector<float> gg = gg_table(p);
+  sgemm(1, OC, 9, p.A2, {du, 0, 1, OC}, {gg.data(), 0, 9, 1}, {gw, 0, 9});
 }
 
 // Per-thread scratch that only grows.
 float* scratch(int slot, int64_t n) {
-  thread_local std::vector<float> bufs[4];
+  thread_local std::vector<float> bufs[5];
   auto& v = bufs[slot];
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   return v.data();
@@ -128,7 +118,7 @@ void transform_input(const Plan& p, const ConvShape& s, const float* x, int64_t 
   for (int64_t j = 0; j < nbl; ++j) {
     const int64_t bl = bl0 + j;
     k.to_lanes(x + bl * L * CHW, CHW, p.nl(s, bl), s.C, s.H, s.W, s.ph, s.pw, p.Hl, p.Wl, xl);
-    k.input(p.m, xl, s.C, p.TH, p.TW, v + j * p.tpb, s.C * ldv, ldv);
+    k.input(p.m, xl, s.C, p.TH, p.TW, v + j * p.tpb, pstride(s.C, ldv), ldv);
   }
 }
 
@@ -140,7 +130,7 @@ void transform_grad_output(const Plan& p, const ConvShape& s, const float* gy, i
   for (int64_t j = 0; j < nbl; ++j) {
     const int64_t bl = bl0 + j;
     k.to_lanes(gy + bl * L * OP, OP, p.nl(s, bl), s.O, s.OH(), s.OW(), 0, 0, p.TH * p.m, p.TW * p.m, gyl);
-    k.grad_output(p.m, gyl, s.O, p.TH, p.TW, dm + j * p.tpb, s.O * ldm, ldm);
+    k.grad_output(p.m, gyl, s.O, p.TH, p.TW, dm + j * p.tpb, pstride(s.O, ldm), ldm);
   }
 }
 
@@ -148,7 +138,7 @@ void transform_grad_output(const Plan& p, const ConvShape& s, const float* gy, i
 
 int64_t winograd_saved_elems(int m, const ConvShape& s) {
   const Plan p(m, s);
-  return p.A2 * s.C * p.T;
+  return p.A2 * pstride(s.C, p.T);
 }
 
 void winograd_forward(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu, float* y,
@@ -158,19 +148,20 @@ void winograd_forward(int m, const ConvShape& s, const float* x, const float* w,
   const int64_t OP = s.O * s.OH() * s.OW(), Ho = p.TH * m, Wo = p.TW * m;
   parallel_for(0, p.chunks(), 1, [&](int64_t lo, int64_t hi) {
     const int64_t tc_max = p.cb * p.tpb;
-    float* vs = v_keep ? nullptr : scratch(2, p.A2 * s.C * tc_max);
-    float* mm = scratch(3, p.A2 * s.O * tc_max + s.O * Ho * Wo * L + kSlack);
-    float* yl = mm + p.A2 * s.O * tc_max;  // one lane block's output, (O, Ho, Wo, L)
+    float* vs = v_keep ? nullptr : scratch(2, p.A2 * pstride(s.C, tc_max));
+    float* mm = scratch(3, p.A2 * pstride(s.O, tc_max) + s.O * Ho * Wo * L + kSlack);
+    float* yl = mm + p.A2 * pstride(s.O, tc_max);  // one lane block's output, (O, Ho, Wo, L)
     for (int64_t ch = lo; ch < hi; ++ch) {
       const int64_t bl0 = ch * p.cb, nbl = std::min(p.cb, p.NB - bl0), tc = nbl * p.tpb;
       float* v = v_keep ? v_keep + bl0 * p.tpb : vs;
       const int64_t ldv = v_keep ? p.T : tc;
       transform_input(p, s, x, bl0, nbl, v, ldv, k);
       // M[pos] (O, tc) = U[pos] (O, C) @ V[pos] (C, tc)
-      gemm<float>(p.A2, s.O, tc, s.C, {u.data(), s.O * s.C, s.C, 1}, {v, s.C * ldv, ldv, 1}, mm);
+      sgemm(p.A2, s.O, tc, s.C, {u.data(), s.O * s.C, s.C, 1}, {v, pstride(s.C, ldv), ldv, 1},
+            {mm, pstride(s.O, tc), tc});
       for (int64_t j = 0; j < nbl; ++j) {
         const int64_t bl = bl0 + j;
-        k.output(m, mm + j * p.tpb, s.O * tc, tc, s.O, p.TH, p.TW, b, relu, yl);
+        k.output(m, mm + j * p.tpb, pstride(s.O, tc), tc, s.O, p.TH, p.TW, b, relu, yl);
         k.from_lanes(yl, s.O, Ho, Wo, 0, 0, s.OH(), s.OW(), p.nl(s, bl), y + bl * L * OP, OP);
       }
     }
@@ -181,38 +172,46 @@ void winograd_backward(int m, const ConvShape& s, const float* x, const float* w
                        float* gw, const float* v_saved, const WinogradKernels& k) {
   if (!gx && !gw) return;
   const Plan p(m, s);
-  const int64_t CHW = s.C * s.H * s.W;
-  std::vector<float> u = gx ? weight_transform(p, s, w) : std::vector<float>();
-  // Weight gradient: dM and V over the whole batch, for one GEMM with K = T afterwards.
-  std::vector<float> dm_all(gw ? static_cast<size_t>(p.A2 * s.O * p.T) : 0);
-  std::vector<float> v_all(gw && !v_saved ? static_cast<size_t>(p.A2 * s.C * p.T) : 0);
-  parallel_for(0, p.chunks(), 1, [&](int64_t lo, int64_t hi) {
+  const int64_t CHW = s.C * s.H * s.W, OC = s.O * s.C, nch = p.chunks();
+  const std::vector<float> u = gx ? weight_transform(p, s, w) : std::vector<float>();
+  // Each chunk's weight-gradient partial dU_ch (A2, O, C); summed in chunk order afterwards, so
+  // the result does not depend on which thread ran which chunk.
+  std::vector<float> du_parts(gw ? static_cast<size_t>(nch * p.A2 * OC) : 0);
+  parallel_for(0, nch, 1, [&](int64_t lo, int64_t hi) {
     const int64_t tc_max = p.cb * p.tpb;
-    float* dms = gw ? nullptr : scratch(2, p.A2 * s.O * tc_max);
+    float* dm = scratch(2, p.A2 * pstride(s.O, tc_max));
+    float* vs = gw && !v_saved ? scratch(4, p.A2 * pstride(s.C, tc_max)) : nullptr;
+    float* dv = gx ? scratch(3, p.A2 * pstride(s.C, tc_max) + s.C * p.Hl * p.Wl * L + kSlack) : nullptr;
     for (int64_t ch = lo; ch < hi; ++ch) {
       const int64_t bl0 = ch * p.cb, nbl = std::min(p.cb, p.NB - bl0), tc = nbl * p.tpb;
-      float* dm = gw ? dm_all.data() + bl0 * p.tpb : dms;
-      const int64_t ldm = gw ? p.T : tc;
-      transform_grad_output(p, s, gy, bl0, nbl, dm, ldm, k);
-      if (gw && !v_saved) transform_input(p, s, x, bl0, nbl, v_all.data() + bl0 * p.tpb, p.T, k);
+      transform_grad_output(p, s, gy, bl0, nbl, dm, tc, k);
+      if (gw) {
+        const float* v = v_saved ? v_saved + bl0 * p.tpb : vs;
+        const int64_t ldv = v_saved ? p.T : tc;
+        if (!v_saved) transform_input(p, s, x, bl0, nbl, vs, tc, k);
+        // dU_ch[pos] (O, C) = dM[pos] (O, tc) @ V[pos]^T (tc, C)
+        sgemm(p.A2, s.O, s.C, tc, {dm, pstride(s.O, tc), tc, 1}, {v, pstride(s.C, ldv), 1, ldv},
+              {du_parts.data() + ch * p.A2 * OC, OC, s.C});
+      }
       if (!gx) continue;
       // dV[pos] (C, tc) = U[pos]^T (C, O) @ dM[pos] (O, tc)
-      float* dv = scratch(3, p.A2 * s.C * tc_max + s.C * p.Hl * p.Wl * L + kSlack);
-      float* gxl = dv + p.A2 * s.C * tc_max;
-      gemm<float>(p.A2, s.C, tc, s.O, {u.data(), s.O * s.C, 1, s.C}, {dm, s.O * ldm, ldm, 1}, dv);
+      float* gxl = dv + p.A2 * pstride(s.C, tc_max);
+      sgemm(p.A2, s.C, tc, s.O, {u.data(), OC, 1, s.C}, {dm, pstride(s.O, tc), tc, 1}, {dv, pstride(s.C, tc), tc});
       for (int64_t j = 0; j < nbl; ++j) {
         const int64_t bl = bl0 + j;
-        k.grad_input(m, dv + j * p.tpb, s.C * tc, tc, s.C, p.TH, p.TW, gxl);
+        k.grad_input(m, dv + j * p.tpb, pstride(s.C, tc), tc, s.C, p.TH, p.TW, gxl);
         k.from_lanes(gxl, s.C, p.Hl, p.Wl, s.ph, s.pw, s.H, s.W, p.nl(s, bl), gx + bl * L * CHW, CHW);
       }
     }
   });
   if (!gw) return;
-  // dU[pos] (O, C) = dM[pos] (O, T) @ V[pos]^T (T, C)
-  const float* v = v_saved ? v_saved : v_all.data();
-  std::vector<float> du(static_cast<size_t>(p.A2 * s.O * s.C));
-  gemm<float>(p.A2, s.O, s.C, p.T, {dm_all.data(), s.O * p.T, p.T, 1}, {v, s.C * p.T, 1, p.T}, du.data());
-  weight_grad_transform(p, s, du.data(), gw);
+  const int64_t n = p.A2 * OC;
+  for (int64_t ch = 1; ch < nch; ++ch) {
+    const float* src = du_parts.data() + ch * n;
+    float* dst = du_parts.data();
+    for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+  }
+  weight_grad_transform(p, s, du_parts.data(), gw);
 }
 
 }  // namespace kiln::ops::cpu

@@ -3,6 +3,10 @@
 // vector of kWinoLanes floats, one per image of the lane block, so the transforms are plain
 // vector arithmetic. The transform matrices are constexpr tables; after unrolling, GCC folds the
 // zero and unit coefficients away, so each transform costs only its nonzero terms.
+// The portable build holds 8-float vectors in SSE register pairs; the helpers taking them are
+// internal, so GCC's note that their ABI differs from an AVX build does not matter.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -16,10 +20,6 @@
 namespace kiln::ops::cpu::KILN_ISA_NS {
 
 namespace {
-
-// The portable build holds 8-float vectors in SSE register pairs; these helpers are internal, so
-// GCC's note that their ABI differs from an AVX build does not matter.
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 constexpr int L = kWinoLanes;
 typedef float v8 __attribute__((vector_size(L * 4)));
