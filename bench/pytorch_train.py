@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch twin of `kiln bench train`: the same reference models, batch, thread count and
-synthetic data, Adam, one JSON line with the median step time. Run it in PyTorch's best
+"""PyTorch twin of `kiln bench train` (and, with --infer, of `kiln bench infer`): the same
+reference models, batch, thread count and synthetic data, Adam, one JSON line with the median
+step time (or the inference latency percentiles). Run it in PyTorch's best
 configuration on this machine (see compare_train.sh, which sets the environment)."""
 import argparse
 import json
@@ -60,11 +61,12 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--infer", action="store_true", help="time eval-mode forward passes under no_grad")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     text = a.model == "gpt_char"
-    batch = a.batch or (32 if text else 128)
+    batch = a.batch or (1 if a.infer else 32 if text else 128)
     vocab = 65
     model = {"mlp": mlp, "cnn": cnn, "gpt_char": lambda: GptChar(vocab)}[a.model]()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -74,6 +76,8 @@ def main():
     else:
         x = torch.randn(batch, 1, 28, 28)
         y = torch.randint(0, 10, (batch,))
+    if a.infer:
+        return infer(a, model, x, batch, text)
     times = []
     for s in range(a.warmup + a.steps):
         t0 = time.perf_counter()
@@ -90,6 +94,25 @@ def main():
     samples = batch * 128 if text else batch
     print(json.dumps({"model": a.model, "batch": batch, "threads": a.threads, "steps": a.steps, "step_ms": med,
                       "rate": samples / (med / 1000), "unit": "tokens/s" if text else "images/s",
+                      "framework": "pytorch " + torch.__version__}))
+
+
+def infer(a, model, x, batch, text):
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for s in range(a.warmup + a.steps):
+            t0 = time.perf_counter()
+            model(x)
+            dt = (time.perf_counter() - t0) * 1000
+            if s >= a.warmup:
+                times.append(dt)
+    times.sort()
+    pct = lambda q: times[min(len(times) - 1, int(q * (len(times) - 1) + 0.5))]
+    samples = batch * 128 if text else batch
+    print(json.dumps({"model": a.model, "batch": batch, "threads": a.threads, "steps": a.steps,
+                      "latency_ms_p50": pct(0.5), "latency_ms_p90": pct(0.9), "latency_ms_p99": pct(0.99),
+                      "rate": samples / (pct(0.5) / 1000), "unit": "tokens/s" if text else "images/s",
                       "framework": "pytorch " + torch.__version__}))
 
 

@@ -141,9 +141,12 @@ TEST(Gemm, EpiloguesMatchReference) {
     GemmEpilogue ep;
     bool use_bias, use_res;
   };
+  // M = 19 runs the packed path, M = 3 the unpacked small-M kernels (both B layouts).
+  for (int64_t M : {19, 3})
   for (const GemmKernelSet* ks : all_kernel_sets())
     for (int variant = 0; variant < 9; ++variant) {
-      Operands o = make_operands(2, 19, 37, 300, variant % 2, variant % 3 == 0, 1, 77 + variant);
+      Operands o = make_operands(2, M, 37, 300, variant % 2 && M > 3, variant % 3 == 0, variant % 4 == 1 ? 0 : 1,
+                                 77 + variant);
       std::vector<float> c_old = o.C;
       for (size_t i = 0; i < o.C.size(); ++i) o.C[i] = c_old[i] = 0.01f * float(i % 17);
       GemmEpilogue ep;
@@ -158,8 +161,9 @@ TEST(Gemm, EpiloguesMatchReference) {
       if (variant >= 6) ep.residual = o.residual.data();
       auto want = reference(o, c_old, ep);
       GemmConfig cfg{0, ks->kernels[0].mr, 64, ks->kernels[0].nr, variant % 2 == 0};
-      sgemm_with(*ks, cfg, 2, 19, 37, 300, o.a, o.b, o.c, ep);
-      expect_close(o, want, std::string(ks->isa) + " epilogue variant " + std::to_string(variant));
+      sgemm_with(*ks, cfg, 2, M, 37, 300, o.a, o.b, o.c, ep);
+      expect_close(o, want, std::string(ks->isa) + " M " + std::to_string(M) + " epilogue variant " +
+                                std::to_string(variant));
       if (HasFatalFailure()) return;
     }
 }

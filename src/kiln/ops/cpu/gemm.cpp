@@ -169,6 +169,15 @@ void gemm_block(const Job& j, int64_t bi, int64_t m_lo, int64_t m_hi, int64_t n0
           const float* bp = bbuf + (jr / NR) * kc * NR;
           const int64_t nv = std::min<int64_t>(NR, nc - jr);
           for (int64_t ir = 0; ir < mc; ir += MR) {
+            // Fetch the next tile's C rows while this tile computes: they were last touched a
+            // whole K block ago and would otherwise stall the kernel's first loads / stores.
+            if (ir + MR < mc) {
+              float* next = j.c.data + bi * j.c.batch_stride + (ic + ir + MR) * j.c.row_stride + jc + jr;
+              for (int64_t i = 0; i < std::min<int64_t>(MR, mc - ir - MR); ++i) {
+                __builtin_prefetch(next + i * j.c.row_stride, 1);
+                __builtin_prefetch(next + i * j.c.row_stride + nv - 1, 1);
+              }
+            }
             run_tile(j, bi, ic + ir, jc + jr, std::min<int64_t>(MR, mc - ir), nv, kc, abuf + (ir / MR) * kc * MR, bp,
                      load_c, final);
           }
@@ -202,6 +211,52 @@ void epilogue_only(int64_t batch, int64_t M, int64_t N, OutputView c, const Gemm
     }
 }
 
+// The epilogue after the small-M kernels, which leave raw sums: bias, activation, residual.
+void finish_rows(const GemmEpilogue& ep, float* c, int64_t ldc, const float* res, int64_t rows, int64_t j0,
+                 int64_t j1) {
+  const auto& fk = float_kernels();
+  for (int64_t i = 0; i < rows; ++i) {
+    float* row = c + i * ldc;
+    if (ep.bias) {
+      if (ep.bias_per_row)
+        for (int64_t jj = j0; jj < j1; ++jj) row[jj] += ep.bias[i];
+      else
+        fk.binary(BinaryOp::add, row + j0, row + j0, 1, ep.bias + j0, 1, j1 - j0);
+    }
+    if (ep.act == GemmActivation::relu) fk.unary(UnaryOp::relu, row + j0, row + j0, j1 - j0);
+    if (is_gelu(ep.act))
+      fk.unary(ep.act == GemmActivation::gelu ? UnaryOp::gelu : UnaryOp::gelu_tanh, row + j0, row + j0, j1 - j0);
+    if (res) fk.binary(BinaryOp::add, row + j0, row + j0, 1, res + i * ldc + j0, 1, j1 - j0);
+  }
+}
+
+// A few rows of A: no packing, columns split across threads. Returns false when the operands'
+// layout suits neither small kernel (the packed path then handles it).
+bool try_small_m(const GemmKernelSet& ks, int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a,
+                 MatrixView b, OutputView c, const GemmEpilogue& ep) {
+  if (M > kSmallM) return false;
+  const bool nn = b.col_stride == 1;
+  const bool nt = !nn && b.row_stride == 1 && a.col_stride == 1;
+  if (!nn && !nt) return false;
+  const int64_t grain = std::max<int64_t>(64, (int64_t{1} << 15) / std::max<int64_t>(M * K, 1));
+  for (int64_t bi = 0; bi < batch; ++bi) {
+    const float* A = static_cast<const float*>(a.data) + bi * a.batch_stride;
+    const float* B = static_cast<const float*>(b.data) + bi * b.batch_stride;
+    float* C = c.data + bi * c.batch_stride;
+    const float* R = ep.residual ? ep.residual + bi * c.batch_stride : nullptr;
+    parallel_for(0, N, grain, [&](int64_t j0, int64_t j1) {
+      if (nn)
+        ks.small_nn(M, j1 - j0, K, A, a.row_stride, a.col_stride, ep.alpha, B + j0, b.row_stride, C + j0, c.row_stride,
+                    ep.accumulate);
+      else
+        ks.small_nt(M, j1 - j0, K, A, a.row_stride, ep.alpha, B + j0 * b.col_stride, b.col_stride, C + j0,
+                    c.row_stride, ep.accumulate);
+      finish_rows(ep, C, c.row_stride, R, M, j0, j1);
+    });
+  }
+  return true;
+}
+
 }  // namespace
 
 void sgemm_with(const GemmKernelSet& ks, const GemmConfig& cfg_in, int64_t batch, int64_t M, int64_t N, int64_t K,
@@ -210,6 +265,7 @@ void sgemm_with(const GemmKernelSet& ks, const GemmConfig& cfg_in, int64_t batch
              ")");
   if (batch == 0 || M == 0 || N == 0) return;
   if (K == 0) return epilogue_only(batch, M, N, c, ep);
+  if (try_small_m(ks, batch, M, N, K, a, b, c, ep)) return;
   GemmProblem prob{batch, M, N, K, 1, a.col_stride != 1 && a.row_stride == 1, b.col_stride != 1 && b.row_stride == 1};
   const GemmConfig cfg = sanitize_gemm_config(ks, prob, cfg_in);
   const GemmMicroKernel& mk = ks.kernels[cfg.kernel];

@@ -42,10 +42,24 @@ struct GemmMicroKernel {
 
 inline constexpr int kMaxMicroKernels = 6;
 
+// Unpacked kernels for a few rows of A (M <= kSmallM), where packing B would cost more than the
+// product: batch-1 inference is mostly such GEMV-like products. Both write raw sums (times alpha,
+// plus C when accumulating); the driver applies the rest of the epilogue.
+inline constexpr int64_t kSmallM = 4;
+// B row-major (element (k, j) at b[k*ldb + j]): row-by-row axpy, k ascending, one FMA per term,
+// so results are bitwise those of the packed path.
+using SmallNNFn = void (*)(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda_row, int64_t lda_col,
+                           float alpha, const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate);
+// B stored transposed (element (k, j) at b[j*ldb + k], a Linear weight): dot products along K.
+using SmallNTFn = void (*)(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, float alpha,
+                           const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate);
+
 struct GemmKernelSet {
   std::string_view isa;
   int count;
   GemmMicroKernel kernels[kMaxMicroKernels];  // kernels[0] is the default choice
+  SmallNNFn small_nn;
+  SmallNTFn small_nt;
 };
 
 // The set for the ISA float_kernels() uses (KILN_ISA can force a lower one), or a named one

@@ -66,6 +66,15 @@ struct Vec {
 using V = Vec::T;
 constexpr int W = Vec::W;
 
+// A scalar multiply-add that rounds like this build's vector one (fused where the ISA fuses).
+inline float fmaf_isa(float a, float b, float c) {
+#if defined(__FMA__)
+  return __builtin_fmaf(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 template <int MR, int NV>
 void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* __restrict c,
                   int64_t ldc, const TileArgs& t) {
@@ -233,6 +242,55 @@ void pack_b(const float* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, int6
   }
 }
 
+void small_nn(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda_row, int64_t lda_col, float alpha,
+              const float* __restrict b, int64_t ldb, float* __restrict c, int64_t ldc, bool accumulate) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* crow = c + i * ldc;
+    const float* arow = a + i * lda_row;
+    if (!accumulate) std::memset(crow, 0, N * sizeof(float));
+    // Columns in chunks that stay in registers across the whole K loop.
+    constexpr int64_t kChunk = 4 * W;
+    int64_t j0 = 0;
+    for (; j0 + kChunk <= N; j0 += kChunk) {
+      V acc[4];
+      for (int v = 0; v < 4; ++v) acc[v] = Vec::load(crow + j0 + v * W);
+      for (int64_t k = 0; k < K; ++k) {
+        V av = Vec::set1(alpha * arow[k * lda_col]);
+        const float* brow = b + k * ldb + j0;
+        for (int v = 0; v < 4; ++v) acc[v] = Vec::fma(av, Vec::load(brow + v * W), acc[v]);
+      }
+      for (int v = 0; v < 4; ++v) Vec::store(crow + j0 + v * W, acc[v]);
+    }
+    for (int64_t k = 0; k < K && j0 < N; ++k) {
+      const float av = alpha * arow[k * lda_col];
+      const float* brow = b + k * ldb;
+      for (int64_t j = j0; j < N; ++j) crow[j] = fmaf_isa(av, brow[j], crow[j]);
+    }
+  }
+}
+
+void small_nt(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, float alpha, const float* __restrict b,
+              int64_t ldb, float* __restrict c, int64_t ldc, bool accumulate) {
+  for (int64_t j = 0; j < N; ++j) {
+    const float* w = b + j * ldb;
+    for (int64_t i = 0; i < M; ++i) {
+      const float* arow = a + i * lda;
+      V acc[4] = {Vec::zero(), Vec::zero(), Vec::zero(), Vec::zero()};
+      int64_t k = 0;
+      for (; k + 4 * W <= K; k += 4 * W)
+        for (int v = 0; v < 4; ++v)
+          acc[v] = Vec::fma(Vec::load(arow + k + v * W), Vec::load(w + k + v * W), acc[v]);
+      V s = Vec::add(Vec::add(acc[0], acc[1]), Vec::add(acc[2], acc[3]));
+      alignas(64) float lanes[W];
+      Vec::store(lanes, s);
+      float sum = 0;
+      for (int l = 0; l < W; ++l) sum += lanes[l];
+      for (; k < K; ++k) sum = fmaf_isa(arow[k], w[k], sum);
+      c[i * ldc + j] = alpha * sum + (accumulate ? c[i * ldc + j] : 0.0f);
+    }
+  }
+}
+
 template <int MR, int NV>
 constexpr GemmMicroKernel make(std::string_view name) {
   return GemmMicroKernel{name, MR, NV * W, &micro_kernel<MR, NV>, &pack_a<MR>, &pack_b<NV * W>};
@@ -244,12 +302,15 @@ constexpr GemmMicroKernel make(std::string_view name) {
 #if defined(__AVX512F__)
 extern const GemmKernelSet kGemmKernels{
     KILN_ISA_NAME, 5,
-    {make<6, 2>("6x32"), make<12, 2>("12x32"), make<14, 2>("14x32"), make<8, 3>("8x48"), make<4, 4>("4x64")}};
+    {make<6, 2>("6x32"), make<12, 2>("12x32"), make<14, 2>("14x32"), make<8, 3>("8x48"), make<4, 4>("4x64")},
+    &small_nn, &small_nt};
 #elif defined(__AVX2__)
 extern const GemmKernelSet kGemmKernels{
-    KILN_ISA_NAME, 4, {make<6, 2>("6x16"), make<4, 3>("4x24"), make<3, 4>("3x32"), make<8, 1>("8x8")}};
+    KILN_ISA_NAME, 4, {make<6, 2>("6x16"), make<4, 3>("4x24"), make<3, 4>("3x32"), make<8, 1>("8x8")},
+    &small_nn, &small_nt};
 #else
-extern const GemmKernelSet kGemmKernels{KILN_ISA_NAME, 3, {make<6, 2>("6x8"), make<4, 3>("4x12"), make<8, 1>("8x4")}};
+extern const GemmKernelSet kGemmKernels{
+    KILN_ISA_NAME, 3, {make<6, 2>("6x8"), make<4, 3>("4x12"), make<8, 1>("8x4")}, &small_nn, &small_nt};
 #endif
 
 }  // namespace kiln::ops::cpu::KILN_ISA_NS
