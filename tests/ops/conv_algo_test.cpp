@@ -12,8 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "kiln/autograd/engine.h"
 #include "kiln/core/thread_pool.h"
 #include "kiln/ops/cpu/conv_algo.h"
+#include "kiln/ops/nn_ops.h"
 #include "kiln/ops/cpu/tune_cache.h"
 #include "kiln/ops/cpu/winograd.h"
 
@@ -276,6 +278,40 @@ TEST(ConvAlgo, MeasuredSelectionIsCached) {
   tune_cache_put(conv_tune_key(s, ConvPass::forward), "im2col");
   set_tune_mode(TuneMode::cached);
   EXPECT_EQ(conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::forward), ConvAlgo::im2col);
+  set_tune_mode(saved_mode);
+  unsetenv("KILN_TUNE_CACHE");
+  tune_cache_clear_memory();
+  std::remove(path.c_str());
+}
+
+// The op itself with tuning on: conv2d measures each pass on first use (forward in the forward,
+// the gradients in backward), records the winners, and its results match the reference.
+TEST(ConvAlgo, Conv2dOpTunesEachPass) {
+  const std::string path = ::testing::TempDir() + "kiln_conv_op_tune_test.txt";
+  std::remove(path.c_str());
+  setenv("KILN_TUNE_CACHE", path.c_str(), 1);
+  tune_cache_clear_memory();
+  const TuneMode saved_mode = tune_mode();
+  set_tune_mode(TuneMode::on);
+  const ConvShape s = shape(10, 5, 9, 8, 6, 3, 3, 1, 1, 1);
+  const Problem p(s);
+  auto tensor = [](const std::vector<float>& v, Shape sh) {
+    Tensor t = Tensor::empty(sh, DType::f32);
+    std::copy(v.begin(), v.end(), t.data<float>());
+    return t;
+  };
+  Tensor x = tensor(p.x, {s.N, s.C, s.H, s.W}), w = tensor(p.w, {s.O, s.C, s.KH, s.KW}), b = tensor(p.b, {s.O});
+  for (Tensor* t : {&x, &w, &b}) t->set_requires_grad(true);
+  Conv2dOptions opt;
+  opt.padding = {1, 1};
+  Tensor y = conv2d(x, w, b, opt);
+  autograd::backward({y}, {tensor(p.gy, y.shape())});
+  expect_close(y.to_vector<float>(), p.y, "op forward");
+  expect_close(x.grad().to_vector<float>(), p.gx, "op input gradient");
+  expect_close(w.grad().to_vector<float>(), p.gw, "op weight gradient");
+  expect_close(b.grad().to_vector<float>(), p.gb, "op bias gradient");
+  for (ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_weights})
+    EXPECT_TRUE(tune_cache_get(conv_tune_key(s, pass)).has_value()) << conv_pass_name(pass);
   set_tune_mode(saved_mode);
   unsetenv("KILN_TUNE_CACHE");
   tune_cache_clear_memory();

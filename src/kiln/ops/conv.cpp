@@ -61,6 +61,19 @@ T* ptr(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
+// Best of two runs (the first one also pays for scratch allocation), in ms: the measurement
+// behind the tuner's choice when KILN_AUTOTUNE=on.
+template <typename F>
+double time_best_of_two(F&& fn) {
+  double best = 1e300;
+  for (int r = 0; r < 2; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt) {
@@ -76,13 +89,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
   ConvAlgo fwd = ConvAlgo::im2col, bwd_w = ConvAlgo::im2col;
   if (f32 && !empty) {
     fwd = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::forward, [&](ConvAlgo c) {
-      double best = 1e300;
-      for (int r = 0; r < 2; ++r) {
-        const auto t0 = std::chrono::steady_clock::now();
-        cpu::conv_forward_f32(c, s, xc.data<float>(), wc.data<float>(), ptr<float>(bc), out.data<float>());
-        best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-      }
-      return best;
+      return time_best_of_two(
+          [&] { cpu::conv_forward_f32(c, s, xc.data<float>(), wc.data<float>(), ptr<float>(bc), out.data<float>()); });
     });
     if (track && w.requires_grad()) bwd_w = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::backward_weights);
   }
@@ -125,15 +133,11 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
     ConvAlgo data = ConvAlgo::im2col, weights = ConvAlgo::im2col;
     if (gx)
       data = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::backward_data, [&](ConvAlgo c) {
-        const auto t0 = std::chrono::steady_clock::now();
-        cpu::conv_backward_data_f32(c, s, gy, wd, gx);
-        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        return time_best_of_two([&] { cpu::conv_backward_data_f32(c, s, gy, wd, gx); });
       });
     if (gw)
       weights = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::backward_weights, [&](ConvAlgo c) {
-        const auto t0 = std::chrono::steady_clock::now();
-        cpu::conv_backward_weights_f32(c, s, xd, gy, gw, gbd);
-        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        return time_best_of_two([&] { cpu::conv_backward_weights_f32(c, s, xd, gy, gw, gbd); });
       });
     const bool saved_ok = keep.defined() && cpu::conv_saved_elems(fwd, weights, s) == keep.numel();
     cpu::conv_backward_f32(data, weights, s, xd, wd, gy, gx, gw, gbd, saved_ok ? keep.data<float>() : nullptr);

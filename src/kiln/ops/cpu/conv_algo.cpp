@@ -165,8 +165,10 @@ ConvAlgo conv_algo_resolve(ConvAlgo a, const ConvShape& s, ConvPass pass,
   double best_ms = measure(guess);
   for (ConvAlgo c : kAlgos) {
     if (c == guess || !conv_algo_applicable(c, s)) continue;
-    // The direct input gradient is a direct conv over O channels: only worth timing when O is small.
-    if (c == ConvAlgo::direct && pass == ConvPass::backward_data && s.O * s.KH * s.KW > 64) continue;
+    // Direct loops over many taps are slower than a GEMM by an order of magnitude (seconds on a
+    // large layer): not worth timing. Its input gradient is a direct conv over O channels.
+    const int64_t direct_taps = pass == ConvPass::backward_data ? s.O * s.KH * s.KW : s.C * s.KH * s.KW;
+    if (c == ConvAlgo::direct && direct_taps > 64) continue;
     const double ms = measure(c);
     if (ms < best_ms) best = c, best_ms = ms;
   }
