@@ -1,5 +1,5 @@
-// Causal self-attention at gpt_char's shape (batch 32, 4 heads of 32, q/k/v as head-split views
-// of one (B, T, 3C) projection, as the model calls it), forward and forward+backward: the fused
+// Causal self-attention at gpt_char's shape (batch 32, 4 heads of 32, q/k/v in the (B, T, H, D)
+// memory layout the model's head split gives), forward and forward+backward: the fused
 // flash kernel against the materialising path it replaced, at T = 128 (the model) and at 512 and
 // 1024, where the (B*H, T, T) probabilities the old path keeps for backward get large. One JSON
 // object per figure; bench/attention_torch.py prints PyTorch's figures in the same form.
@@ -49,24 +49,23 @@ struct Shape4 {
 };
 
 void bench(const char* impl, AttnFn fn, const Shape4& s, int iters, double saved_bytes) {
-  const int64_t B = s.B, H = s.H, T = s.T, D = s.D, C = H * D;
+  const int64_t B = s.B, H = s.H, T = s.T, D = s.D;
   Generator gen(1);
-  Tensor qkv = randn({B, T, 3 * C}, gen);
-  auto heads = [&](const Tensor& x, int64_t i) {
-    return ops::permute(ops::reshape(ops::slice(x, 2, i * C, (i + 1) * C), {B, T, H, D}), {0, 2, 1, 3});
-  };
+  // q, k, v (B, H, T, D) as views of (B, T, H, D) memory: the layout the model's head split of its
+  // qkv projection has. They are leaves here, so the timings hold the attention op alone and not
+  // the slice / reshape backward of the projection's split.
+  auto input = [&] { return ops::permute(randn({B, T, H, D}, gen), {0, 2, 1, 3}).set_requires_grad(true); };
+  Tensor q = input(), k = input(), v = input();
+  Tensor gout = randn({B, H, T, D}, gen);
   // Useful causal flops: QK^T and PV over the lower triangle; backward does 2.5x the forward's.
   const double fwd_flops = 2.0 * B * H * (T * (T + 1) / 2.0) * (2.0 * D);
   double fwd = median_ms(iters, [&] {
     NoGradGuard ng;
-    Tensor y = fn(heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), true);
+    Tensor y = fn(q, k, v, true);
   });
-  Tensor leaf = qkv.detach().set_requires_grad(true);
-  Tensor gout = randn({B, H, T, D}, gen);
   double fwd_bwd = median_ms(iters, [&] {
-    Tensor y = fn(heads(leaf, 0), heads(leaf, 1), heads(leaf, 2), true);
-    autograd::backward({y}, {gout});
-    leaf.set_grad(Tensor());
+    autograd::backward({fn(q, k, v, true)}, {gout});
+    for (Tensor* t : {&q, &k, &v}) t->set_grad(Tensor());
   });
   for (auto [name, ms, flops] : {std::tuple{"fwd", fwd, fwd_flops}, std::tuple{"fwd_bwd", fwd_bwd, 3.5 * fwd_flops}})
     std::printf(

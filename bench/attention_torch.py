@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch's half of bench/attention_bench.cpp: causal self-attention at gpt_char's shape (batch
-32, 4 heads of 32, q/k/v split from one (B, T, 3C) projection), forward and forward+backward, as
+32, 4 heads of 32, q/k/v in (B, T, H, D) memory), forward and forward+backward, as
 nn.MultiheadAttention computes it in torch 1.13 (no fused scaled_dot_product_attention there):
 q k^T * scale, masked_fill, softmax, @ v. Prints the same JSON lines (impl "pytorch").
 
@@ -34,25 +34,19 @@ def median_ms(iters, fn):
 
 
 def bench(B, H, T, D, iters):
-    C = H * D
     torch.manual_seed(1)
-    qkv = torch.randn(B, T, 3 * C)
+    # q, k, v (B, H, T, D) as views of (B, T, H, D) memory, leaves: the attention alone.
+    q, k, v = (torch.randn(B, T, H, D).permute(0, 2, 1, 3).requires_grad_(True) for _ in range(3))
     mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
-
-    def heads(x, i):
-        return x[:, :, i * C:(i + 1) * C].reshape(B, T, H, D).permute(0, 2, 1, 3)
+    gout = torch.randn(B, H, T, D)
 
     def fwd():
         with torch.no_grad():
-            attention(heads(qkv, 0), heads(qkv, 1), heads(qkv, 2), mask)
-
-    leaf = qkv.clone().requires_grad_(True)
-    gout = torch.randn(B, H, T, D)
+            attention(q, k, v, mask)
 
     def fwd_bwd():
-        y = attention(heads(leaf, 0), heads(leaf, 1), heads(leaf, 2), mask)
-        y.backward(gout)
-        leaf.grad = None
+        attention(q, k, v, mask).backward(gout)
+        q.grad = k.grad = v.grad = None
 
     fwd_flops = 2.0 * B * H * (T * (T + 1) / 2.0) * (2.0 * D)
     for name, fn, flops in (("fwd", fwd, fwd_flops), ("fwd_bwd", fwd_bwd, 3.5 * fwd_flops)):

@@ -1,8 +1,8 @@
 // One instruction set's build of the fused attention tiles (see flash_attention.h). CMake
-// compiles this file once per ISA with KILN_ISA_NS naming the namespace. Tile products use GCC
-// vector extensions sized to the ISA's registers, so one source gives SSE2, AVX2 and AVX-512 code
-// with the accumulators held in registers; the row-wise softmax steps are plain loops that GCC
-// vectorises (vm_exp is branch-free for that reason).
+// compiles this file once per ISA with KILN_ISA_NS naming the namespace. Everything is written
+// with GCC vector extensions sized to the ISA's registers (kW floats), so one source gives SSE2,
+// AVX2 and AVX-512 code: small register-blocked tile products (the general sgemm's packing would
+// cost more than a 64 x 64 x 32 tile), and softmax rows with a lean exp.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -49,6 +49,13 @@ inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 inline Vec splat(float x) {
   Vec v = {x};
   return __builtin_shuffle(v, IVec{});
+}
+// A zero GCC cannot see through: it turns loops that store a known zero into memset calls, and
+// the call costs more than the few vectors of a tile row.
+inline Vec opaque_zero() {
+  Vec z = {};
+  asm("" : "+x"(z));
+  return z;
 }
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
@@ -122,7 +129,7 @@ void tile_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t ars, int
 // A tile is query rows i0 .. i0+nr-1 against keys j0 .. j0+nc-1. A tile that crosses the causal
 // diagonal is processed in chunks of kChunk rows (or keys), each product stopping at the last key
 // its last row sees (or starting at the first row that sees its first key), which skips most of
-// the masked half. The skipped terms are exact zeros, so this changes no result.
+// the masked half. The skipped terms are products with exact zeros: they would add nothing.
 
 constexpr int64_t kChunk = 16;
 
@@ -224,7 +231,7 @@ float online_softmax_row(float* s, int64_t lim, int64_t ncp, float scale, float&
   const int64_t full = lim / kW * kW, rem = lim - full;
   const IVec lanes = lane_index();
   if (lim == 0) {  // nothing visible in this tile (never the first tile of a row)
-    for (int64_t c = 0; c < ncp; c += kW) store(s + c, Vec{});
+    for (int64_t c = 0; c < ncp; c += kW) store(s + c, opaque_zero());
     return 1.0f;
   }
   Vec mv = splat(kNegInf);
@@ -253,7 +260,7 @@ float online_softmax_row(float* s, int64_t lim, int64_t ncp, float scale, float&
     acc += p;
     c += kW;
   }
-  for (; c < ncp; c += kW) store(s + c, Vec{});
+  for (; c < ncp; c += kW) store(s + c, opaque_zero());
   l = l * alpha + hsum(acc);
   m = m_new;
   return alpha;
@@ -270,7 +277,7 @@ void probs_row(float* s, int64_t lim, int64_t ncp, float scale, float lse) {
     store(s + c, lane_index() < static_cast<int32_t>(rem) ? p : Vec{});
     c += kW;
   }
-  for (; c < ncp; c += kW) store(s + c, Vec{});
+  for (; c < ncp; c += kW) store(s + c, opaque_zero());
 }
 
 // dS = scale * P * (dP - D) over the lim visible entries of a row (dp in place), zeros up to ncp.
@@ -284,14 +291,13 @@ void dscores_row(const float* p, float* dp, int64_t lim, int64_t ncp, float scal
     store(dp + c, lane_index() < static_cast<int32_t>(rem) ? v : Vec{});
     c += kW;
   }
-  for (; c < ncp; c += kW) store(dp + c, Vec{});
+  for (; c < ncp; c += kW) store(dp + c, opaque_zero());
 }
 
 // ---------------------------------------------------------------- per-(b, h) operands
-// The tile products want their B operand with rows of whole vectors (zero padding adds nothing)
-// and the score products want K and V transposed. A row operand whose width is already whole
-// vectors (gpt_char's head size 32, say) is used in place, at its own row stride; the rest are
-// copied once per (b, h) and work-item range: O(T*D) against O(T*S*D) arithmetic.
+// The tile products want their B operand in dense rows of whole vectors (zero padding adds
+// nothing) and the score products want K and V transposed. These copies are made once per (b, h)
+// and work-item range: O(T*D) against O(T*S*D) arithmetic.
 
 inline const float* at(const AttnIn& x, int64_t bh, int64_t H) { return x.data + (bh / H) * x.sb + (bh % H) * x.sh; }
 inline float* at(const AttnOut& x, int64_t bh, int64_t H) { return x.data + (bh / H) * x.sb + (bh % H) * x.sh; }
@@ -349,17 +355,29 @@ struct Slot {
   std::vector<float> buf;
 };
 
-// (rows x cols) at src with row stride sr, as rows of whole vectors.
+// Copies `cols` floats (whole vectors, then a scalar tail) and zero-pads to `ld`, inline: GCC
+// would turn a plain copy loop into a memcpy call, which costs more than a 32-float row.
+inline void copy_row(float* dst, const float* src, int64_t cols, int64_t ld) {
+  int64_t c = 0;
+  for (; c + kW <= cols; c += kW) {
+    Vec x = load(src + c);
+    asm("" : "+x"(x));
+    store(dst + c, x);
+  }
+  for (; c < cols; ++c) dst[c] = src[c];
+  for (; c < ld; ++c) dst[c] = 0.0f;
+}
+
+// (rows x cols) at src with row stride sr, copied to dense rows of whole vectors. Always a copy,
+// even when the source rows are whole vectors already: the tile products sweep these rows again
+// for every block of output rows, and the head-split layout puts them H*D floats apart, which
+// maps a 64-row block into a quarter of L1's sets.
 View row_operand(Slot& s, const float* src, int64_t sr, int64_t rows, int64_t cols) {
   if (s.ready) return s.v;
   s.ready = true;
-  if (cols % kW == 0) return s.v = {src, sr};
   const int64_t ld = round_up(cols, kW);
   s.buf.resize(static_cast<size_t>(rows * ld));
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) s.buf[r * ld + c] = src[r * sr + c];
-    for (int64_t c = cols; c < ld; ++c) s.buf[r * ld + c] = 0.0f;
-  }
+  for (int64_t r = 0; r < rows; ++r) copy_row(s.buf.data() + r * ld, src + r * sr, cols, ld);
   return s.v = {s.buf.data(), ld};
 }
 
@@ -388,12 +406,17 @@ struct BhCache {
     if (!drow.ready) {
       drow.ready = true;
       drow.buf.resize(static_cast<size_t>(d.T));
-      const float* gp = at(g, bh, d.H);
+      const View gv = dO(d, g);
       const float* op = at(o, bh, d.H);
       for (int64_t t = 0; t < d.T; ++t) {
-        float s = 0.0f;
-        for (int64_t c = 0; c < d.Dv; ++c) s += gp[t * g.sr + c] * op[t * o.sr + c];
-        drow.buf[t] = s;
+        const float* gr = gv.p + t * gv.ld;
+        const float* orow = op + t * o.sr;
+        Vec acc{};
+        int64_t c = 0;
+        for (; c + kW <= d.Dv; c += kW) acc += load(gr + c) * load(orow + c);
+        float sum = hsum(acc);
+        for (; c < d.Dv; ++c) sum += gr[c] * orow[c];
+        drow.buf[t] = sum;
       }
     }
     return drow.buf.data();
@@ -410,30 +433,22 @@ struct BhCache {
   }
 };
 
-// Rows an output gradient accumulates in: the output itself when its width is whole vectors,
-// else a padded buffer copied out by finish(). Starts zeroed.
+// Rows an output gradient accumulates in: a dense zeroed buffer of whole-vector rows, copied out
+// by finish() (for the same reason as row_operand's copies).
 struct Accum {
   float* p;
   int64_t ld;
-  bool direct;
 };
 
-Accum start_accum(float* out, int64_t sr, int64_t rows, int64_t cols, std::vector<float>& buf) {
-  if (cols % kW == 0) {
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; c += kW) store(out + r * sr + c, Vec{});  // inline: rows are short
-    return {out, sr, true};
-  }
+Accum start_accum(int64_t rows, int64_t cols, std::vector<float>& buf) {
   const int64_t ld = round_up(cols, kW);
   if (static_cast<int64_t>(buf.size()) < rows * ld) buf.resize(static_cast<size_t>(rows * ld));
   std::fill(buf.begin(), buf.begin() + rows * ld, 0.0f);
-  return {buf.data(), ld, false};
+  return {buf.data(), ld};
 }
 
 void finish(const Accum& acc, float* out, int64_t sr, int64_t rows, int64_t cols) {
-  if (acc.direct) return;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) out[r * sr + c] = acc.p[r * acc.ld + c];
+  for (int64_t r = 0; r < rows; ++r) copy_row(out + r * sr, acc.p + r * acc.ld, cols, cols);
 }
 
 // ---------------------------------------------------------------- forward
@@ -450,7 +465,8 @@ void forward(const FlashForwardArgs& a, int64_t lo, int64_t hi) {
     cache.use(bh);
     const float* kt = cache.Kt(d, a.k);
     const View vv = cache.V(d, a.v);
-    const float* q = at(a.q, bh, d.H) + i0 * a.q.sr;
+    const View qv = cache.Q(d, a.q);
+    const float* q = qv.p + i0 * qv.ld;
     float* s = sbuf.data();
     float* o = obuf.data();
     std::fill(obuf.begin(), obuf.begin() + nr * Dvp, 0.0f);
@@ -460,7 +476,7 @@ void forward(const FlashForwardArgs& a, int64_t lo, int64_t hi) {
     for (int64_t j0 = 0; j0 < kend; j0 += Bk) {
       const Tile t{i0, nr, j0, std::min(Bk, d.S - j0), d.causal};
       const int64_t ncp = round_up(t.nc, kW);
-      tile_scores(t, q, a.q.sr, d.D, kt + j0 * d.D, Bk, s, Bk);  // S = Q K^T
+      tile_scores(t, q, qv.ld, d.D, kt + j0 * d.D, Bk, s, Bk);  // S = Q K^T
       // Online softmax: when a row's max grows, its sum and the output accumulated so far are
       // rescaled by exp(m_old - m_new).
       for (int64_t r = 0; r < nr; ++r) {
@@ -495,11 +511,12 @@ __attribute__((noinline)) void tile_p_ds(const FlashBackwardArgs& a, BhCache& ca
   const AttnDims& d = a.dims;
   const int64_t Bk = d.block_k, ncp = round_up(t.nc, kW);
   const float* lse = a.lse + bh * d.T + t.i0;
-  tile_scores(t, at(a.q, bh, d.H) + t.i0 * a.q.sr, a.q.sr, d.D, cache.Kt(d, a.k) + t.j0 * d.D, Bk, p, Bk);
+  const View q = cache.Q(d, a.q);
+  tile_scores(t, q.p + t.i0 * q.ld, q.ld, d.D, cache.Kt(d, a.k) + t.j0 * d.D, Bk, p, Bk);
   for (int64_t r = 0; r < t.nr; ++r) probs_row(p + r * Bk, t.lim(r), ncp, d.scale, lse[r]);
   if (!with_ds) return;
-  tile_scores(t, at(a.dout, bh, d.H) + t.i0 * a.dout.sr, a.dout.sr, d.Dv, cache.Vt(d, a.v) + t.j0 * d.Dv, Bk, ds,
-              Bk);  // dP = dO V^T
+  const View g = cache.dO(d, a.dout);
+  tile_scores(t, g.p + t.i0 * g.ld, g.ld, d.Dv, cache.Vt(d, a.v) + t.j0 * d.Dv, Bk, ds, Bk);  // dP = dO V^T
   const float* drow = cache.Drow(d, a.dout, a.o) + t.i0;
   for (int64_t r = 0; r < t.nr; ++r) dscores_row(p + r * Bk, ds + r * Bk, t.lim(r), ncp, d.scale, drow[r]);
 }
@@ -519,8 +536,8 @@ void key_block(const FlashBackwardArgs& a, BhCache& cache, BackwardWork& w, int6
   ensure(w.ds, Bq * Bk);
   float* dk_out = need_dk ? at(a.dk, bh, d.H) + j0 * a.dk.sr : nullptr;
   float* dv_out = need_dv ? at(a.dv, bh, d.H) + j0 * a.dv.sr : nullptr;
-  const Accum dk = need_dk ? start_accum(dk_out, a.dk.sr, nc, d.D, w.dk) : Accum{};
-  const Accum dv = need_dv ? start_accum(dv_out, a.dv.sr, nc, d.Dv, w.dv) : Accum{};
+  const Accum dk = need_dk ? start_accum(nc, d.D, w.dk) : Accum{};
+  const Accum dv = need_dv ? start_accum(nc, d.Dv, w.dv) : Accum{};
   const View q = need_dk ? cache.Q(d, a.q) : View{}, g = need_dv ? cache.dO(d, a.dout) : View{};
   const View k = dq ? cache.K(d, a.k) : View{};
   // Causal: the first query block holding a row >= j0; earlier rows see none of these keys.
@@ -545,7 +562,7 @@ void backward_fused(const FlashBackwardArgs& a, int64_t lo, int64_t hi) {
   for (int64_t bh = lo; bh < hi; ++bh) {
     cache.use(bh);
     float* dq_out = a.dq.data ? at(a.dq, bh, d.H) : nullptr;
-    const Accum dq = dq_out ? start_accum(dq_out, a.dq.sr, d.T, d.D, w.dq) : Accum{};
+    const Accum dq = dq_out ? start_accum(d.T, d.D, w.dq) : Accum{};
     for (int64_t j0 = 0; j0 < d.S; j0 += d.block_k) key_block(a, cache, w, bh, j0, dq_out ? &dq : nullptr);
     if (dq_out) finish(dq, dq_out, a.dq.sr, d.T, d.D);
   }
@@ -576,7 +593,7 @@ void backward_q(const FlashBackwardArgs& a, int64_t lo, int64_t hi) {
     cache.use(bh);
     const View k = cache.K(d, a.k);
     float* dq_out = at(a.dq, bh, d.H) + i0 * a.dq.sr;
-    const Accum dq = start_accum(dq_out, a.dq.sr, nr, d.D, w.dq);
+    const Accum dq = start_accum(nr, d.D, w.dq);
     const int64_t kend = d.causal ? std::min(d.S, i0 + nr) : d.S;
     for (int64_t j0 = 0; j0 < kend; j0 += Bk) {
       const Tile t{i0, nr, j0, std::min(Bk, d.S - j0), d.causal};
