@@ -164,6 +164,10 @@ TEST(ConvAlgo, EveryAlgorithmAndIsaMatchesTheReference) {
         conv_backward_weights_f32(a, s, p.x.data(), p.gy.data(), gw.data(), gb.data(), isa);
         expect_close(gw, p.gw, what + " weight gradient");
         expect_close(gb, p.gb, what + " bias gradient");
+        conv_forward_f32(a, s, p.x.data(), p.w.data(), s.bias ? p.b.data() : nullptr, y.data(), isa, /*relu=*/true);
+        Ref relu = p.y;
+        for (double& v : relu.v) v = std::max(v, 0.0);
+        expect_close(y, relu, what + " forward with fused ReLU");
         std::fill(gw.begin(), gw.end(), NAN);
         conv_backward_weights_f32(a, s, p.x.data(), p.gy.data(), gw.data(), nullptr, isa);  // no bias gradient
         expect_close(gw, p.gw, what + " weight gradient without bias");

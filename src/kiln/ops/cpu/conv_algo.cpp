@@ -53,12 +53,12 @@ double time_ms(const std::function<void()>& fn) {
 double measure_twice(const std::function<void()>& fn) { return std::min(time_ms(fn), time_ms(fn)); }
 
 void run_forward(ConvAlgo a, const ConvShape& s, const float* x, const float* w, const float* b, float* y,
-                 float* keep, std::string_view isa) {
+                 float* keep, std::string_view isa, bool relu) {
   switch (a) {
-    case ConvAlgo::direct: return direct_conv_forward(s, x, w, b, false, y, direct_for(isa));
+    case ConvAlgo::direct: return direct_conv_forward(s, x, w, b, relu, y, direct_for(isa));
     case ConvAlgo::winograd2:
-    case ConvAlgo::winograd4: return winograd_forward(wino_m(a), s, x, w, b, false, y, keep, wino_for(isa));
-    default: return im2col_conv_forward<float>(s, x, w, b, y, keep);
+    case ConvAlgo::winograd4: return winograd_forward(wino_m(a), s, x, w, b, relu, y, keep, wino_for(isa));
+    default: return im2col_conv_forward<float>(s, x, w, b, y, keep, relu);
   }
 }
 
@@ -177,11 +177,11 @@ ConvAlgo conv_algo_resolve(ConvAlgo a, const ConvShape& s, ConvPass pass,
 }
 
 void conv_forward_f32(ConvAlgo a, const ConvShape& s, const float* x, const float* w, const float* b, float* y,
-                      std::string_view isa) {
+                      std::string_view isa, bool relu) {
   a = conv_algo_resolve(a, s, ConvPass::forward, [&](ConvAlgo c) {
-    return measure_twice([&] { run_forward(c, s, x, w, b, y, nullptr, isa); });
+    return measure_twice([&] { run_forward(c, s, x, w, b, y, nullptr, isa, relu); });
   });
-  run_forward(a, s, x, w, b, y, nullptr, isa);
+  run_forward(a, s, x, w, b, y, nullptr, isa, relu);
 }
 
 void conv_backward_data_f32(ConvAlgo a, const ConvShape& s, const float* gy, const float* w, float* gx,
@@ -208,8 +208,8 @@ int64_t conv_saved_elems(ConvAlgo fwd, ConvAlgo bwd_weights, const ConvShape& s)
 }
 
 void conv_forward_keep_f32(ConvAlgo a, const ConvShape& s, const float* x, const float* w, const float* b, float* y,
-                           float* keep) {
-  run_forward(a, s, x, w, b, y, keep, {});
+                           float* keep, bool relu) {
+  run_forward(a, s, x, w, b, y, keep, {}, relu);
 }
 
 void conv_backward_f32(ConvAlgo data_algo, ConvAlgo weights_algo, const ConvShape& s, const float* x, const float* w,

@@ -44,9 +44,10 @@ ConvAlgo conv_algo_resolve(ConvAlgo a, const ConvShape& s, ConvPass pass,
 
 // The f32 entry points. Buffers are dense NCHW / OIHW; outputs are overwritten. `isa` picks a
 // kernel build ("portable", "avx2", "avx512"; empty: the default for this CPU), for tests.
-// automatic resolves with a measurement when tuning is on.
+// automatic resolves with a measurement when tuning is on. relu: y = max(conv + b, 0), fused into
+// the algorithm's last pass over the output (a backward must then mask gy by y > 0 first).
 void conv_forward_f32(ConvAlgo a, const ConvShape& s, const float* x, const float* w, const float* b, float* y,
-                      std::string_view isa = {});
+                      std::string_view isa = {}, bool relu = false);
 void conv_backward_data_f32(ConvAlgo a, const ConvShape& s, const float* gy, const float* w, float* gx,
                             std::string_view isa = {});
 // gb may be null.
@@ -59,7 +60,7 @@ int64_t conv_saved_elems(ConvAlgo fwd, ConvAlgo bwd_weights, const ConvShape& s)
 // computes whichever of gx, gw, gb is not null, sharing work between the passes where the
 // algorithms allow.
 void conv_forward_keep_f32(ConvAlgo a, const ConvShape& s, const float* x, const float* w, const float* b, float* y,
-                           float* keep);
+                           float* keep, bool relu = false);
 void conv_backward_f32(ConvAlgo data_algo, ConvAlgo weights_algo, const ConvShape& s, const float* x, const float* w,
                        const float* gy, float* gx, float* gw, float* gb, const float* saved);
 

@@ -83,7 +83,7 @@ void forward_block(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const flo
 // serves NP vectors and each input load OB channels.
 template <int KH, int KW, int OB, int NP>
 inline void forward_fixed(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* w, int64_t oh,
-                          const int64_t* pos, const float* bias, float* yrow, int64_t P) {
+                          const int64_t* pos, const float* bias, bool relu, float* yrow, int64_t P) {
   constexpr int taps = KH * KW;
   vf acc[OB][NP];
   for (int ob = 0; ob < OB; ++ob)
@@ -105,7 +105,7 @@ inline void forward_fixed(const float* xp, int64_t C, int64_t Hp, int64_t Wp, co
     }
   }
   for (int ob = 0; ob < OB; ++ob)
-    for (int q = 0; q < NP; ++q) st(yrow + ob * P + pos[q], acc[ob][q]);
+    for (int q = 0; q < NP; ++q) st(yrow + ob * P + pos[q], relu ? (acc[ob][q] > 0.0f ? acc[ob][q] : vf{}) : acc[ob][q]);
 }
 
 template <int KH, int KW, int OB>
@@ -121,11 +121,8 @@ void forward_block_fixed(const float* xp, int64_t C, int64_t Hp, int64_t Wp, con
   for (int64_t oh = 0; oh < OH; ++oh) {
     float* yrow = y + oh * OW;
     int i = 0;
-    for (; i + 2 <= np; i += 2) forward_fixed<KH, KW, OB, 2>(xp, C, Hp, Wp, w, oh, pos + i, bias, yrow, P);
-    if (i < np) forward_fixed<KH, KW, OB, 1>(xp, C, Hp, Wp, w, oh, pos + i, bias, yrow, P);
-    if (relu)
-      for (int ob = 0; ob < OB; ++ob)
-        for (int64_t ow = 0; ow < OW; ++ow) yrow[ob * P + ow] = yrow[ob * P + ow] > 0.0f ? yrow[ob * P + ow] : 0.0f;
+    for (; i + 2 <= np; i += 2) forward_fixed<KH, KW, OB, 2>(xp, C, Hp, Wp, w, oh, pos + i, bias, relu, yrow, P);
+    if (i < np) forward_fixed<KH, KW, OB, 1>(xp, C, Hp, Wp, w, oh, pos + i, bias, relu, yrow, P);
   }
 }
 

@@ -241,7 +241,7 @@ void gather_grad_rows(const T* gout, T* gr, int64_t O, int64_t P, int64_t nb) {
 int64_t im2col_saved_elems(const ConvShape& s) { return s.groups * col_rows(s) * s.N * s.OH() * s.OW(); }
 
 template <typename T>
-void im2col_conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* out, T* col_keep) {
+void im2col_conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* out, T* col_keep, bool relu) {
   const int64_t taps = s.Cg() * s.KH * s.KW, Kb = col_rows(s), P = s.OH() * s.OW(), CHW = s.C * s.H * s.W;
   const int64_t Og = s.Og();
   const T* wa = w;
@@ -263,13 +263,17 @@ void im2col_conv_forward(const ConvShape& s, const T* x, const T* w, const T* b,
     im2col(x + n0 * CHW, col, geom, nb, ld);
     if (s.groups == 1) {
       gemm<T>(nb, s.O, P, Kb, {wa, 0, Kb, 1}, {col, P, ld, 1}, out + n0 * s.O * P);
-      continue;
+    } else {
+      T* tmp = scratch<T>(1, nb * Og * P);
+      for (int64_t g = 0; g < s.groups; ++g) {
+        gemm<T>(nb, Og, P, Kb, {wa + g * Og * Kb, 0, Kb, 1}, {col + g * Kb * ld, P, ld, 1}, tmp);
+        for (int64_t j = 0; j < nb; ++j)
+          std::memcpy(out + ((n0 + j) * s.O + g * Og) * P, tmp + j * Og * P, sizeof(T) * Og * P);
+      }
     }
-    T* tmp = scratch<T>(1, nb * Og * P);
-    for (int64_t g = 0; g < s.groups; ++g) {
-      gemm<T>(nb, Og, P, Kb, {wa + g * Og * Kb, 0, Kb, 1}, {col + g * Kb * ld, P, ld, 1}, tmp);
-      for (int64_t j = 0; j < nb; ++j)
-        std::memcpy(out + ((n0 + j) * s.O + g * Og) * P, tmp + j * Og * P, sizeof(T) * Og * P);
+    if (relu) {  // while the chunk's output is still in cache
+      T* o = out + n0 * s.O * P;
+      for (int64_t i = 0; i < nb * s.O * P; ++i) o[i] = o[i] > T(0) ? o[i] : T(0);
     }
   }
 }
@@ -345,9 +349,10 @@ void im2col_conv_backward(const ConvShape& s, const T* x, const T* w, const T* g
     for (int64_t o = 0; o < O; ++o) gb[o] = static_cast<T>(bias_acc[o]);
 }
 
-template void im2col_conv_forward<float>(const ConvShape&, const float*, const float*, const float*, float*, float*);
+template void im2col_conv_forward<float>(const ConvShape&, const float*, const float*, const float*, float*, float*,
+                                         bool);
 template void im2col_conv_forward<double>(const ConvShape&, const double*, const double*, const double*, double*,
-                                          double*);
+                                          double*, bool);
 template void im2col_conv_backward<float>(const ConvShape&, const float*, const float*, const float*, float*, float*,
                                           float*, const float*);
 template void im2col_conv_backward<double>(const ConvShape&, const double*, const double*, const double*, double*,

@@ -59,10 +59,11 @@ int64_t& conv_keep_columns_limit();
 
 // Elements of the column buffer im2col_conv_forward can keep for the backward pass.
 int64_t im2col_saved_elems(const ConvShape& s);
-// y = conv(x, w) + b (b may be null). col_keep, when not null, receives all columns
-// (im2col_saved_elems) so that the weight gradient need not recompute them.
+// y = conv(x, w) + b (b may be null), then max(y, 0) when relu. col_keep, when not null, receives
+// all columns (im2col_saved_elems) so that the weight gradient need not recompute them.
 template <typename T>
-void im2col_conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, T* col_keep);
+void im2col_conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y, T* col_keep,
+                         bool relu = false);
 // Any of gx, gw, gb may be null (not wanted). saved_col is col_keep of the forward, or null.
 template <typename T>
 void im2col_conv_backward(const ConvShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb,
