@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch's half of bench/attention_bench.cpp: causal self-attention at gpt_char's shape (batch
-32, 4 heads of 32, q/k/v in (B, T, H, D) memory), forward and forward+backward, as
+32, 4 heads of 32, contiguous q/k/v), forward and forward+backward, as
 nn.MultiheadAttention computes it in torch 1.13 (no fused scaled_dot_product_attention there):
 q k^T * scale, masked_fill, softmax, @ v. Prints the same JSON lines (impl "pytorch").
 
@@ -35,8 +35,9 @@ def median_ms(iters, fn):
 
 def bench(B, H, T, D, iters):
     torch.manual_seed(1)
-    # q, k, v (B, H, T, D) as views of (B, T, H, D) memory, leaves: the attention alone.
-    q, k, v = (torch.randn(B, T, H, D).permute(0, 2, 1, 3).requires_grad_(True) for _ in range(3))
+    # q, k, v (B, H, T, D) contiguous leaves: torch's best case. (As permuted views of (B, T, H, D)
+    # memory, the layout Kiln's bench uses, torch 1.13's matmul is 5-20x slower here.)
+    q, k, v = (torch.randn(B, H, T, D).requires_grad_(True) for _ in range(3))
     mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
     gout = torch.randn(B, H, T, D)
 
