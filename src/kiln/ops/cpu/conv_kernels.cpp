@@ -205,6 +205,10 @@ namespace {
 // slower on resnet_small's stride-2 layer), and larger ones make the GEMMs no more efficient.
 constexpr int64_t kColBudget = int64_t{1} << 20;
 
+// Output planes below this many positions take one GEMM per chunk instead of one per image
+// (measured 10-20% faster at 2 threads on resnet_small's 7x7 stride-2 layer, no change at 14x14).
+constexpr int64_t kSmallPlane = 256;
+
 int64_t col_rows(const ConvShape& s) { return s.Cg() * s.KH * s.KW + (s.bias ? 1 : 0); }
 
 ConvGeom geom_of(const ConvShape& s, int64_t group_rows) {
@@ -261,7 +265,19 @@ void im2col_conv_forward(const ConvShape& s, const T* x, const T* w, const T* b,
     const int64_t nb = std::min(nbmax, s.N - n0), ld = nb * P;
     T* col = col_keep ? col_keep + n0 * s.groups * Kb * P : col_scratch;
     im2col(x + n0 * CHW, col, geom, nb, ld);
-    if (s.groups == 1) {
+    if (s.groups == 1 && P < kSmallPlane) {
+      // Small output planes (strided layers): one GEMM over the chunk's nb*P columns, then
+      // regroup (O, nb*P) -> (nb, O, P); a batch of (O, P, K) GEMMs would be too narrow.
+      T* tmp = scratch<T>(1, s.O * ld);
+      gemm<T>(1, s.O, ld, Kb, {wa, 0, Kb, 1}, {col, 0, ld, 1}, tmp);
+      T* o0 = out + n0 * s.O * P;
+      parallel_for(0, nb * s.O, std::max<int64_t>(1, 8192 / P), [&](int64_t lo, int64_t hi) {
+        for (int64_t t = lo; t < hi; ++t) {
+          const int64_t j = t / s.O, o = t % s.O;
+          std::memcpy(o0 + t * P, tmp + o * ld + j * P, sizeof(T) * P);
+        }
+      });
+    } else if (s.groups == 1) {
       gemm<T>(nb, s.O, P, Kb, {wa, 0, Kb, 1}, {col, P, ld, 1}, out + n0 * s.O * P);
     } else {
       T* tmp = scratch<T>(1, nb * Og * P);
