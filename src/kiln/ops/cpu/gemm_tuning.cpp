@@ -78,9 +78,11 @@ GemmConfig default_gemm_config(const GemmKernelSet& ks, const GemmProblem& p) {
   c.mc = round_up(std::min(mc_target, round_up(p.M, mk.mr)), mk.mr);
   // Columns: a kc x nc block of B of about 4 MiB (L3-resident).
   c.nc = round_up(std::clamp<int64_t>((4 << 20) / 4 / c.kc, mk.nr, 8192), mk.nr);
-  // Threads: share B and split rows when there are enough rows for every thread; otherwise split
-  // columns (each thread then packs its own slice of B and all of A, which is small).
-  c.split_n = p.batch < p.threads && p.M < int64_t{p.threads} * mk.mr * 8 && p.N >= int64_t{p.threads} * mk.nr;
+  // Threads: split the longer side. Splitting N gives each thread its own slice of B (no barrier,
+  // no B lines shared between cores) at the price of packing all of A, which is the small side
+  // then; measured on a 2-core Zen 3: 128x784x256 150 vs 131 GFLOP/s, 256x4096x1024 138 vs 120,
+  // 1024^3 159 vs 169 (there rows win).
+  c.split_n = p.batch < p.threads && p.N > p.M && p.N >= int64_t{p.threads} * mk.nr;
   return sanitize_gemm_config(ks, p, c);
 }
 
