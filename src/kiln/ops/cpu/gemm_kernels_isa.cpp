@@ -30,7 +30,8 @@ struct Vec {
   static T zero() { return _mm512_setzero_ps(); }
   static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
   static T add(T a, T b) { return _mm512_add_ps(a, b); }
-  static T max(T a, T b) { return _mm512_max_ps(a, b); }
+  // maskz form: GCC 12 warns (falsely) about _mm512_max_ps's undefined pass-through operand.
+  static T max(T a, T b) { return _mm512_maskz_max_ps(static_cast<__mmask16>(0xFFFF), a, b); }
 };
 #elif defined(__AVX2__)
 struct Vec {
