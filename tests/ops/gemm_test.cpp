@@ -19,6 +19,9 @@
 #include "kiln/ops/cpu/tune_cache.h"
 
 namespace kiln::ops::cpu {
+namespace avx512emu {
+extern const GemmKernelSet kGemmKernels;  // gemm_avx512_emu.cpp
+}
 namespace {
 
 struct Operands {
@@ -103,6 +106,8 @@ std::vector<const GemmKernelSet*> all_kernel_sets() {
   std::vector<const GemmKernelSet*> sets;
   for (const char* isa : {"portable", "avx2", "avx512"})
     if (const GemmKernelSet* ks = gemm_kernels_for(isa)) sets.push_back(ks);
+  // The AVX-512 tile shapes on emulated 16-lane vectors (built for AVX2).
+  if (gemm_kernels_for("avx2")) sets.push_back(&avx512emu::kGemmKernels);
   return sets;
 }
 

@@ -20,7 +20,25 @@ namespace kiln::ops::cpu::KILN_ISA_NS {
 
 namespace {
 
-#if defined(__AVX512F__)
+#if defined(KILN_GEMM_EMULATE_AVX512)
+// Test builds only (tests/ops/gemm_avx512_emu.cpp): 16 lanes from GCC vector extensions, so the
+// AVX-512 kernel list (its tile shapes, packing widths and edges) runs on machines without it.
+struct Vec {
+  using T = float __attribute__((vector_size(64)));
+  static constexpr int W = 16;
+  static T load(const float* p) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(float* p, T v) { std::memcpy(p, &v, sizeof v); }
+  static T set1(float x) { return T{} + x; }
+  static T zero() { return T{}; }
+  static T fma(T a, T b, T c) { return a * b + c; }
+  static T add(T a, T b) { return a + b; }
+  static T max(T a, T b) { return a > b ? a : b; }
+};
+#elif defined(__AVX512F__)
 struct Vec {
   using T = __m512;
   static constexpr int W = 16;
@@ -302,7 +320,7 @@ constexpr GemmMicroKernel make(std::string_view name) {
 // kernels[0] is the default. Register budget: MR * NV accumulators + NV B vectors + 1 broadcast
 // must fit the register file (16 ymm, 32 zmm): a 3x32 AVX2 tile (12 + 4 + 1) spilled and ran at
 // half speed. Measured on a 2-core Zen 3, 1 thread, 1024^3: 4x24 90 GFLOP/s, 6x16 87, 8x8 70.
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(KILN_GEMM_EMULATE_AVX512)
 extern const GemmKernelSet kGemmKernels{
     KILN_ISA_NAME, 5,
     {make<12, 2>("12x32"), make<6, 2>("6x32"), make<14, 2>("14x32"), make<8, 3>("8x48"), make<4, 4>("4x64")},
