@@ -381,17 +381,7 @@ namespace avx2 { extern const DirectKernels kDirectKernels; }
 namespace avx512 { extern const DirectKernels kDirectKernels; }
 
 const DirectKernels* direct_kernels(std::string_view isa) {
-  if (isa.empty()) isa = simd_level();
-  __builtin_cpu_init();
-  if (isa == "portable") return &portable::kDirectKernels;
-  if (isa == "avx2")
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &avx2::kDirectKernels : nullptr;
-  if (isa == "avx512")
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
-               ? &avx512::kDirectKernels
-               : nullptr;
-  return nullptr;
+  return pick_isa(isa, portable::kDirectKernels, avx2::kDirectKernels, avx512::kDirectKernels);
 }
 
 namespace {

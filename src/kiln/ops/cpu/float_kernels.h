@@ -47,4 +47,19 @@ const FloatKernels& float_kernels();
 const FloatKernels& float_kernels_portable();
 std::string_view simd_level();
 
+// Whether this CPU can run the named build ("portable", "avx2", "avx512").
+bool cpu_supports_isa(std::string_view isa);
+
+// One of a kernel table's three per-ISA builds by name ("" = the level in use), or nullptr when
+// this CPU cannot run it: the lookup every *_isa.cpp family (GEMM, conv, Winograd) shares.
+template <typename Table>
+const Table* pick_isa(std::string_view isa, const Table& portable, const Table& avx2, const Table& avx512) {
+  if (isa.empty()) isa = simd_level();
+  if (!cpu_supports_isa(isa)) return nullptr;
+  if (isa == "portable") return &portable;
+  if (isa == "avx2") return &avx2;
+  if (isa == "avx512") return &avx512;
+  return nullptr;
+}
+
 }  // namespace kiln::ops::cpu

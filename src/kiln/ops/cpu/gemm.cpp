@@ -25,16 +25,7 @@ namespace avx2 { extern const GemmKernelSet kGemmKernels; }
 namespace avx512 { extern const GemmKernelSet kGemmKernels; }
 
 const GemmKernelSet* gemm_kernels_for(std::string_view isa) {
-  __builtin_cpu_init();
-  if (isa == "portable") return &portable::kGemmKernels;
-  if (isa == "avx2")
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &avx2::kGemmKernels : nullptr;
-  if (isa == "avx512")
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
-               ? &avx512::kGemmKernels
-               : nullptr;
-  return nullptr;
+  return pick_isa(isa, portable::kGemmKernels, avx2::kGemmKernels, avx512::kGemmKernels);
 }
 
 const GemmKernelSet& gemm_kernels() {

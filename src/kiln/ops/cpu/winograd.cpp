@@ -20,17 +20,7 @@ namespace avx2 { extern const WinogradKernels kWinogradKernels; }
 namespace avx512 { extern const WinogradKernels kWinogradKernels; }
 
 const WinogradKernels* winograd_kernels(std::string_view isa) {
-  if (isa.empty()) isa = simd_level();
-  __builtin_cpu_init();
-  if (isa == "portable") return &portable::kWinogradKernels;
-  if (isa == "avx2")
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &avx2::kWinogradKernels : nullptr;
-  if (isa == "avx512")
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
-               ? &avx512::kWinogradKernels
-               : nullptr;
-  return nullptr;
+  return pick_isa(isa, portable::kWinogradKernels, avx2::kWinogradKernels, avx512::kWinogradKernels);
 }
 
 namespace {
