@@ -69,12 +69,13 @@ GemmConfig default_gemm_config(const GemmKernelSet& ks, const GemmProblem& p) {
   GemmConfig c;
   c.kernel = 0;
   const GemmMicroKernel& mk = ks.kernels[0];
-  // Depth: whole K when it is modest, else near-equal blocks of at most 384 so a kc x NR panel of
-  // B stays in L1 and no block is a sliver.
-  const int64_t kblocks = p.K <= 384 ? 1 : (p.K + 255) / 256;
+  // Depth: whole K up to 512, else near-equal blocks of at most 512 (no block a sliver). Deep
+  // blocks mean fewer passes of C through the cache; measured on a 2-core Zen 3 (4x24 kernel,
+  // 1 thread): 1024^3 at kc = 512 92 GFLOP/s vs 88-90 at 256 and 84 at 128.
+  const int64_t kblocks = (p.K + 511) / 512;
   c.kc = (p.K + kblocks - 1) / kblocks;
-  // Rows: an mc x kc block of A of about 120 KiB (half a typical L2).
-  const int64_t mc_target = std::clamp<int64_t>((120 * 1024 / 4) / c.kc, 4 * mk.mr, 480);
+  // Rows: an mc x kc block of A of about 192 KiB (well inside a 512 KiB L2).
+  const int64_t mc_target = std::clamp<int64_t>((192 * 1024 / 4) / c.kc, 4 * mk.mr, 240);
   c.mc = round_up(std::min(mc_target, round_up(p.M, mk.mr)), mk.mr);
   // Columns: a kc x nc block of B of about 4 MiB (L3-resident).
   c.nc = round_up(std::clamp<int64_t>((4 << 20) / 4 / c.kc, mk.nr, 8192), mk.nr);
