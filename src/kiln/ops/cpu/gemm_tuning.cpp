@@ -20,8 +20,11 @@ namespace {
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Tuning is skipped below this many multiply-adds: the defaults are within noise there and a
-// search would cost more than it could ever save.
+// search would cost more than it could ever save. Above the upper bound (about 40 ms per call
+// here) a search of ~20 candidates x 3 timed runs would stall the first call for seconds and
+// need large scratch operands; such products are bandwidth-insensitive and the defaults hold.
 constexpr int64_t kMinTunedMacs = int64_t{1} << 20;
+constexpr int64_t kMaxTunedMacs = int64_t{1} << 31;
 
 }  // namespace
 
@@ -118,8 +121,9 @@ GemmConfig gemm_config_for(const GemmKernelSet& ks, const GemmProblem& p) {
     auto hit = tune_cache_get(p.key(ks.isa));
     if (hit && GemmConfig::parse(*hit, &cached)) {
       cfg = sanitize_gemm_config(ks, p, cached);
-    } else if (mode == TuneMode::on && p.batch * p.M * p.N * p.K >= kMinTunedMacs && !in_parallel_region()) {
-      cfg = tune_gemm(ks, p);
+    } else if (mode == TuneMode::on && !in_parallel_region()) {
+      const int64_t macs = std::min(p.batch, int64_t{std::max(p.threads, 1)}) * p.M * p.N * p.K;
+      if (macs >= kMinTunedMacs && macs <= kMaxTunedMacs) cfg = tune_gemm(ks, p);
     }
   }
   std::lock_guard<std::mutex> lock(g_memo_mu);
