@@ -61,14 +61,6 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(std::atoi(item.c_str()));
-  return out;
-}
-
 // max |x - ref| / max |ref|: the error relative to the size of the result.
 double rel_error(const std::vector<float>& x, const std::vector<float>& ref) {
   double err = 0, norm = 0;
@@ -101,7 +93,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) {
-      opt.threads = parse_list(argv[++i]);
+      opt.threads = kiln::bench::parse_thread_list(argv[++i]);
     } else if (a == "--reps" && i + 1 < argc) {
       opt.reps = std::max(1, std::atoi(argv[++i]));
       reps_given = true;

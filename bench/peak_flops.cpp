@@ -12,18 +12,6 @@
 
 #include "peak_flops.h"
 
-namespace {
-
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(std::atoi(item.c_str()));
-  return out;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace kiln::bench;
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -33,7 +21,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) {
-      threads = parse_list(argv[++i]);
+      threads = parse_thread_list(argv[++i]);
     } else if (a == "--seconds" && i + 1 < argc) {
       seconds = std::atof(argv[++i]);
     } else if (a == "--runs" && i + 1 < argc) {

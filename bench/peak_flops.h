@@ -9,12 +9,33 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
 namespace kiln::bench {
 
 enum class PeakIsa { avx2, avx512 };
+
+// "1,2" -> {1, 2} for the benches' --threads; anything but positive integers is a one-line error.
+inline std::vector<int> parse_thread_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    long v = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || v < 1 || v > 1024) {
+      std::fprintf(stderr, "error: --threads expects positive integers like 1,2, got '%s'\n", s.c_str());
+      std::exit(1);
+    }
+    out.push_back(static_cast<int>(v));
+  }
+  return out;
+}
 
 inline bool cpu_has_avx2_fma() {
   __builtin_cpu_init();

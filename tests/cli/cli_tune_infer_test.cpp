@@ -59,3 +59,13 @@ TEST(CliTune, BadGemmShapeIsAOneLineError) {
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("12x0x4"), std::string::npos) << r.err;
 }
+
+TEST(CliTune, UnknownAutotuneModeIsAOneLineError) {
+  setenv("KILN_AUTOTUNE", "sometimes", 1);  // inherited by the kiln child process
+  RunResult r = run_kiln("bench train --model mlp --steps 1 --warmup 0 --threads 1 --batch 8");
+  unsetenv("KILN_AUTOTUNE");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("KILN_AUTOTUNE"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("sometimes"), std::string::npos) << r.err;
+}

@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 
+#include "kiln/core/error.h"
 #include "kiln/ops/cpu/float_kernels.h"
 
 namespace kiln::ops::cpu {
@@ -81,6 +82,8 @@ TuneMode tune_mode() {
     std::string s = v ? v : "";
     if (s == "off" || s == "0") return TuneMode::off;
     if (s == "on" || s == "1") return TuneMode::on;
+    KILN_CHECK(s.empty() || s == "cached", "KILN_AUTOTUNE: unknown value '", s,
+               "' (expected on, cached or off)");
     return TuneMode::cached;
   }();
   return env_mode;
