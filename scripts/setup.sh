@@ -12,6 +12,9 @@ PACKAGES=(
   zlib1g-dev                                  # gzip'd IDX files
   libtomlplusplus-dev                         # TOML configs
   nlohmann-json3-dev                          # JSON: safetensors headers, metrics, CLI output
+  libonnx-dev libprotobuf-dev                 # ONNX import/export: onnx.proto, checker, shape inference
+  libonnx-testdata                            # the ONNX backend node tests (conformance)
+  clang libclang-rt-14-dev                    # libFuzzer for the fuzz targets (fuzz/)
   libcli11-dev                                # command-line parsing
   dataset-fashion-mnist                       # the real data set
   bible-kjv                                   # King James Bible: the corpus for gpt_char

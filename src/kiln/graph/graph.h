@@ -1,0 +1,139 @@
+// The static graph IR: values (with dtype and a possibly symbolic shape) produced and consumed by
+// nodes, each node one operator of the ops registry (ops.def) with named attributes. A graph owns
+// its values and nodes; nodes are kept in a topological order that passes preserve.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "kiln/core/tensor.h"
+#include "kiln/ops/op_registry.h"
+
+namespace kiln::graph {
+
+// One dimension: a fixed size, or a named symbol (a batch "N") bound when the graph runs, or
+// unknown (size -1, no symbol) where nothing could infer it.
+struct Dim {
+  int64_t size = -1;
+  std::string symbol;
+
+  static Dim fixed(int64_t n) { return Dim{n, {}}; }
+  static Dim named(std::string s) { return Dim{-1, std::move(s)}; }
+  bool is_fixed() const { return size >= 0; }
+  bool operator==(const Dim&) const = default;
+};
+using SymShape = std::vector<Dim>;
+
+SymShape fixed_shape(const Shape& shape);
+// The concrete shape when every dimension is fixed.
+std::optional<Shape> concrete_shape(const SymShape& shape);
+std::string sym_shape_str(const SymShape& shape);  // "[N, 1, 28, 28]", "[?, 10]"
+
+using Attr = std::variant<int64_t, double, std::string, std::vector<int64_t>, std::vector<double>,
+                          std::vector<std::string>, Tensor>;
+std::string attr_str(const Attr& a);
+
+struct Node;
+
+struct Value {
+  int64_t id = 0;
+  std::string name;                 // unique in its graph
+  DType dtype = DType::f32;
+  std::optional<SymShape> shape;    // absent: rank unknown
+  Node* producer = nullptr;         // null for graph inputs and constants
+  int producer_output = 0;
+  Tensor constant;                  // defined for initializers and folded constants
+
+  bool is_constant() const { return constant.defined(); }
+};
+
+struct Node {
+  const ops::OpInfo* op = nullptr;  // never null: nodes are ops of the registry
+  std::string name;                 // unique in its graph (ONNX node name, or generated)
+  std::vector<Value*> inputs;       // nullptr marks an absent optional input
+  std::vector<Value*> outputs;
+  std::map<std::string, Attr, std::less<>> attrs;
+
+  std::string_view op_name() const { return op->name; }
+  bool has_attr(std::string_view key) const { return attrs.find(key) != attrs.end(); }
+  // Typed attribute reads; the default-less forms throw a ValueError naming node and attribute.
+  int64_t attr_int(std::string_view key) const;
+  int64_t attr_int(std::string_view key, int64_t fallback) const;
+  double attr_float(std::string_view key) const;
+  double attr_float(std::string_view key, double fallback) const;
+  const std::string& attr_string(std::string_view key) const;
+  std::string attr_string(std::string_view key, std::string_view fallback) const;
+  const std::vector<int64_t>& attr_ints(std::string_view key) const;
+  std::vector<int64_t> attr_ints(std::string_view key, std::vector<int64_t> fallback) const;
+  const std::vector<double>& attr_floats(std::string_view key) const;
+  const Tensor& attr_tensor(std::string_view key) const;
+  // The node's input i, or nullptr when it is absent (index past the end included).
+  Value* input(size_t i) const { return i < inputs.size() ? inputs[i] : nullptr; }
+};
+
+class Graph {
+ public:
+  Graph() = default;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  Graph(Graph&&) = default;
+  Graph& operator=(Graph&&) = default;
+
+  // A new value. An empty name gets a generated unique one ("v17"); a taken name throws.
+  Value* add_value(std::string name, DType dtype, std::optional<SymShape> shape = std::nullopt);
+  Value* add_input(std::string name, DType dtype, SymShape shape);
+  Value* add_constant(std::string name, Tensor value);  // dtype and shape from the tensor
+  void mark_output(Value* v) { outputs_.push_back(v); }
+
+  // Appends a node of registry op `op` (throws NotImplementedError naming it when the registry
+  // has no such op). Outputs are given values (already created, unproduced).
+  Node* add_node(std::string_view op, std::vector<Value*> inputs, std::vector<Value*> outputs,
+                 std::map<std::string, Attr, std::less<>> attrs = {}, std::string name = {});
+  // Convenience: one new output value of dtype/shape given (shape may be unknown).
+  Value* add_op(std::string_view op, std::vector<Value*> inputs, std::map<std::string, Attr, std::less<>> attrs,
+                DType out_dtype, std::optional<SymShape> out_shape = std::nullopt, std::string name = {});
+
+  const std::vector<Value*>& inputs() const { return inputs_; }
+  const std::vector<Value*>& outputs() const { return outputs_; }
+  std::vector<Value*>& mutable_outputs() { return outputs_; }
+  std::vector<Value*>& mutable_inputs() { return inputs_; }
+  const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
+  std::vector<std::unique_ptr<Node>>& mutable_nodes() { return nodes_; }
+  const std::vector<std::unique_ptr<Value>>& values() const { return values_; }
+
+  Value* find_value(std::string_view name) const;  // nullptr when absent
+  // Replaces every use of `from` (node inputs and graph outputs) by `to`.
+  void replace_uses(Value* from, Value* to);
+  // Removes nodes whose outputs are unused and values no node or output references, then
+  // renumbers nothing: ids stay stable. Returns how many nodes were removed.
+  size_t remove_unused();
+  // Number of uses of each value (by node inputs and graph outputs), indexed by value id.
+  std::vector<int> use_counts() const;
+
+  std::string unique_name(std::string_view stem);
+  int64_t opset = 17;      // the ONNX opset the graph was imported with / exports as
+  std::string producer;    // free text ("kiln 0.1.0", "pytorch 1.13")
+
+ private:
+  std::vector<std::unique_ptr<Value>> values_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<Value*> inputs_, outputs_;
+  std::map<std::string, Value*, std::less<>> by_name_;
+  int64_t next_id_ = 0;
+  int64_t name_counter_ = 0;
+};
+
+// Readable text form: one line per input, constant (shape only) and node.
+std::string to_text(const Graph& g);
+// Structural checks: every node input is a graph input, a constant or an earlier node's output;
+// each value is produced once; outputs exist; names unique. Throws InternalError naming the
+// offending node (after a pass) with `context` (the pass name) in the message.
+void verify(const Graph& g, std::string_view context);
+
+}  // namespace kiln::graph

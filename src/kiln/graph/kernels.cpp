@@ -1,0 +1,61 @@
+#include "kiln/graph/kernels.h"
+
+#include "kiln/core/error.h"
+
+namespace kiln::graph {
+
+void KernelTable::add(std::string_view op, KernelFn fn) {
+  KILN_ASSERT(ops::find_op(op) != nullptr, "graph kernel for '", op, "', which is not in ops.def");
+  fns_[std::string(op)] = fn;
+}
+
+KernelFn KernelTable::find(std::string_view op) const {
+  auto it = fns_.find(op);
+  return it == fns_.end() ? nullptr : it->second;
+}
+
+std::vector<std::string> KernelTable::ops() const {
+  std::vector<std::string> names;
+  for (const auto& [name, fn] : fns_) names.push_back(name);
+  return names;
+}
+
+const KernelTable& kernel_table() {
+  static const KernelTable table = [] {
+    KernelTable t;
+    register_elementwise_kernels(t);
+    register_shape_kernels(t);
+    register_nn_kernels(t);
+    register_reduce_kernels(t);
+    register_inference_kernels(t);
+    register_quant_kernels(t);
+    return t;
+  }();
+  return table;
+}
+
+[[noreturn]] void kernel_error(const Node& node, std::string_view message) {
+  throw ValueError(detail::concat("node '", node.name, "' (", node.op_name(), "): ", message));
+}
+
+std::vector<int64_t> int_values(const Tensor& t, const Node& node, std::string_view what) {
+  if (!t.defined()) kernel_error(node, detail::concat(what, " is missing"));
+  if (!is_integral(t.dtype()) || t.dim() > 1)
+    kernel_error(node, detail::concat(what, " must be a 1-d integer tensor, got ", t.str()));
+  return t.to_vector<int64_t>();
+}
+
+double scalar_value(const Tensor& t, const Node& node, std::string_view what) {
+  if (!t.defined()) kernel_error(node, detail::concat(what, " is missing"));
+  if (t.numel() != 1) kernel_error(node, detail::concat(what, " must have one element, got ", t.str()));
+  return t.item();
+}
+
+int64_t normalize_axis(int64_t axis, int64_t rank, const Node& node) {
+  int64_t a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= std::max<int64_t>(rank, 1))
+    kernel_error(node, detail::concat("axis ", axis, " is out of range for rank ", rank));
+  return a;
+}
+
+}  // namespace kiln::graph

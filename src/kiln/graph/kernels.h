@@ -1,0 +1,58 @@
+// The executor's kernel table: for each registry op that can appear in a graph, a function that
+// computes the node's outputs from its input tensors and attributes. Graph kernels are thin: they
+// read attributes, then call the ops layer (which validates shapes and names itself in errors).
+//
+// Graph form of the ops (what importers and tracing must emit) is documented next to each
+// kernel, in kernels_<topic>.cpp. Conventions shared by all kernels:
+//   - an absent optional input arrives as an undefined Tensor;
+//   - "dims"/"axes" attributes may be negative (count from the end);
+//   - where ONNX passes a parameter as a tensor input (Reshape's shape, Slice's starts, Clip's
+//     bounds, ...), the graph op takes it as that input too, read at run time, so dynamic
+//     shapes work; a constant input is folded by the constant-folding pass like any other.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kiln/core/tensor.h"
+#include "kiln/graph/graph.h"
+
+namespace kiln::graph {
+
+using KernelFn = std::vector<Tensor> (*)(const Node& node, const std::vector<Tensor>& inputs);
+
+class KernelTable {
+ public:
+  void add(std::string_view op, KernelFn fn);  // op must be in the ops registry
+  KernelFn find(std::string_view op) const;    // nullptr when the op has no graph kernel
+  std::vector<std::string> ops() const;
+
+ private:
+  std::map<std::string, KernelFn, std::less<>> fns_;
+};
+
+// Built once, from every register_*_kernels function below.
+const KernelTable& kernel_table();
+
+// One per kernels_<topic>.cpp file. Adding a topic: write the file, declare its function here,
+// call it from kernel_table() in kernels.cpp.
+void register_elementwise_kernels(KernelTable& t);
+void register_shape_kernels(KernelTable& t);
+void register_nn_kernels(KernelTable& t);
+void register_reduce_kernels(KernelTable& t);
+void register_inference_kernels(KernelTable& t);  // the ops that exist for imported graphs
+void register_quant_kernels(KernelTable& t);
+
+// Helpers for kernels.
+// The values of a 1-d (or scalar) integer tensor, e.g. Reshape's shape or Slice's starts.
+std::vector<int64_t> int_values(const Tensor& t, const Node& node, std::string_view what);
+// A scalar read from a one-element tensor as double.
+double scalar_value(const Tensor& t, const Node& node, std::string_view what);
+// Normalises a possibly negative axis against rank; throws naming the node when out of range.
+int64_t normalize_axis(int64_t axis, int64_t rank, const Node& node);
+// Error for a node whose inputs are not what its kernel accepts.
+[[noreturn]] void kernel_error(const Node& node, std::string_view message);
+
+}  // namespace kiln::graph
