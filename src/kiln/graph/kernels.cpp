@@ -1,5 +1,7 @@
 #include "kiln/graph/kernels.h"
 
+#include <algorithm>
+
 #include "kiln/core/error.h"
 
 namespace kiln::graph {

@@ -1,8 +1,215 @@
-// Graph kernels for the nn ops.
+// Graph kernels for the neural-network ops (inference forms). Graph form, ONNX attribute names:
+//   matmul        (a, b): NumPy semantics
+//   linear        (x, w, [b]): w is (out, in)
+//   linear_act    (x, w, [b]) {activation: "none" | "relu" | "gelu" | "gelu_tanh"}
+//   conv2d        (x, w, [b]) {strides, pads (h_begin, w_begin, h_end, w_end), dilations, group,
+//                              activation: "none" | "relu"}
+//   max_pool2d, avg_pool2d (x) {kernel_shape, strides, pads (4), ceil_mode, count_include_pad (avg)}
+//   adaptive_avg_pool2d (x) {output_size}
+//   batch_norm    (x, scale, bias, mean, var) {epsilon}: inference statistics, any rank >= 2
+//   layer_norm    (x, [scale], [bias]) {axis, epsilon}: normalises dims axis.. of x
+//   softmax, log_softmax (x) {axis}
+//   embedding     (weight, indices)
+//   scaled_dot_product_attention (q, k, v) {causal}
+//   dropout       (x, ...): the identity (graphs are for inference)
+#include <algorithm>
+#include <limits>
+
 #include "kiln/graph/kernels.h"
+#include "kiln/ops/elementwise.h"
+#include "kiln/ops/linalg.h"
+#include "kiln/ops/nn_ops.h"
+#include "kiln/ops/shape_ops.h"
 
 namespace kiln::graph {
 
-void register_nn_kernels(KernelTable& t) { (void)t; }
+namespace {
+
+const Tensor& arg(const Node& node, const std::vector<Tensor>& in, size_t i, std::string_view what) {
+  if (i >= in.size() || !in[i].defined()) kernel_error(node, detail::concat("missing input ", i, " (", what, ")"));
+  return in[i];
+}
+Tensor opt(const std::vector<Tensor>& in, size_t i) { return i < in.size() ? in[i] : Tensor(); }
+
+std::array<int64_t, 2> pair_attr(const Node& node, std::string_view key, int64_t fallback) {
+  std::vector<int64_t> v = node.attr_ints(key, {fallback, fallback});
+  if (v.size() != 2) kernel_error(node, detail::concat(key, " must have 2 entries for a 2-d op, got ", v.size()));
+  return {v[0], v[1]};
+}
+
+// ONNX pads (h_begin, w_begin, h_end, w_end) -> symmetric padding, or an explicit pad first.
+struct Padding {
+  std::array<int64_t, 2> symmetric{0, 0};
+  std::vector<int64_t> explicit_pads;  // torch layout for ops::pad, empty when symmetric
+};
+Padding split_pads(const Node& node) {
+  std::vector<int64_t> p = node.attr_ints("pads", {0, 0, 0, 0});
+  if (p.size() != 4) kernel_error(node, detail::concat("pads must have 4 entries, got ", p.size()));
+  for (int64_t v : p)
+    if (v < 0) kernel_error(node, "negative pads");
+  Padding out;
+  if (p[0] == p[2] && p[1] == p[3]) out.symmetric = {p[0], p[1]};
+  else out.explicit_pads = {p[1], p[3], p[0], p[2]};
+  return out;
+}
+
+std::vector<Tensor> matmul_kernel(const Node& node, const std::vector<Tensor>& in) {
+  return {ops::matmul(arg(node, in, 0, "a"), arg(node, in, 1, "b"))};
+}
+
+std::vector<Tensor> linear_kernel(const Node& node, const std::vector<Tensor>& in) {
+  return {ops::linear(arg(node, in, 0, "x"), arg(node, in, 1, "w"), opt(in, 2))};
+}
+
+ops::LinearActivation activation_attr(const Node& node) {
+  std::string a = node.attr_string("activation", "none");
+  if (a == "none") return ops::LinearActivation::none;
+  if (a == "relu") return ops::LinearActivation::relu;
+  if (a == "gelu") return ops::LinearActivation::gelu;
+  if (a == "gelu_tanh") return ops::LinearActivation::gelu_tanh;
+  kernel_error(node, detail::concat("unknown activation \"", a, "\""));
+}
+
+std::vector<Tensor> linear_act_kernel(const Node& node, const std::vector<Tensor>& in) {
+  return {ops::linear_act(arg(node, in, 0, "x"), arg(node, in, 1, "w"), opt(in, 2), activation_attr(node))};
+}
+
+std::vector<Tensor> conv2d_kernel(const Node& node, const std::vector<Tensor>& in) {
+  Tensor x = arg(node, in, 0, "x");
+  ops::Conv2dOptions o;
+  o.stride = pair_attr(node, "strides", 1);
+  o.dilation = pair_attr(node, "dilations", 1);
+  o.groups = node.attr_int("group", 1);
+  Padding p = split_pads(node);
+  if (!p.explicit_pads.empty()) x = ops::pad(x, p.explicit_pads);
+  o.padding = p.symmetric;
+  Tensor y = ops::conv2d(x, arg(node, in, 1, "w"), opt(in, 2), o);
+  ops::LinearActivation act = activation_attr(node);
+  if (act == ops::LinearActivation::relu) y = ops::relu(y);
+  else if (act != ops::LinearActivation::none) kernel_error(node, "conv2d fuses only relu");
+  return {y};
+}
+
+// Extra end padding that makes a pooled size round up (ceil_mode), per spatial dim.
+std::array<int64_t, 2> ceil_extra(const Tensor& x, std::array<int64_t, 2> k, std::array<int64_t, 2> s,
+                                  const std::vector<int64_t>& pads) {
+  std::array<int64_t, 2> extra{0, 0};
+  for (int i = 0; i < 2; ++i) {
+    int64_t len = x.shape()[2 + i] + pads[i] + pads[i + 2];
+    int64_t floor_out = (len - k[i]) / s[i] + 1;
+    int64_t ceil_out = (len - k[i] + s[i] - 1) / s[i] + 1;
+    // The last window must start inside the input or its begin padding (as ONNX and PyTorch).
+    if (ceil_out > floor_out && (ceil_out - 1) * s[i] >= x.shape()[2 + i] + pads[i]) --ceil_out;
+    extra[i] = (ceil_out - 1) * s[i] + k[i] - len;
+    extra[i] = std::max<int64_t>(extra[i], 0);
+  }
+  return extra;
+}
+
+template <bool kMax>
+std::vector<Tensor> pool_kernel(const Node& node, const std::vector<Tensor>& in) {
+  Tensor x = arg(node, in, 0, "x");
+  if (x.dim() != 4) kernel_error(node, detail::concat("expects (N, C, H, W), got ", shape_str(x.shape())));
+  std::array<int64_t, 2> k = pair_attr(node, "kernel_shape", 1);
+  std::array<int64_t, 2> s = pair_attr(node, "strides", 1);
+  if (node.has_attr("dilations") && node.attr_ints("dilations") != std::vector<int64_t>{1, 1})
+    kernel_error(node, "dilated pooling is not supported");
+  std::vector<int64_t> pads = node.attr_ints("pads", {0, 0, 0, 0});
+  if (pads.size() != 4) kernel_error(node, "pads must have 4 entries");
+  std::array<int64_t, 2> extra{0, 0};
+  if (node.attr_int("ceil_mode", 0)) extra = ceil_extra(x, k, s, pads);
+  bool symmetric = pads[0] == pads[2] && pads[1] == pads[3] && extra == std::array<int64_t, 2>{0, 0};
+  bool count_pad = node.attr_int("count_include_pad", 0) != 0;
+  std::vector<int64_t> torch_pads = {pads[1], pads[3] + extra[1], pads[0], pads[2] + extra[0]};
+  if constexpr (kMax) {
+    if (symmetric) return {ops::max_pool2d(x, k, s, {pads[0], pads[1]})};
+    return {ops::max_pool2d(ops::pad(x, torch_pads, -std::numeric_limits<double>::infinity()), k, s)};
+  } else {
+    bool no_pad = pads == std::vector<int64_t>{0, 0, 0, 0} && extra == std::array<int64_t, 2>{0, 0};
+    if (no_pad) return {ops::avg_pool2d(x, k, s)};
+    if (count_pad && symmetric) return {ops::avg_pool2d(x, k, s, {pads[0], pads[1]})};
+    // Sum over the window divided by the number of counted cells: pool x and a mask of ones
+    // padded the same way, both with the padding in the divisor, and divide.
+    Tensor xp = ops::pad(x, torch_pads);
+    Tensor ones = Tensor::ones({1, 1, x.shape()[2], x.shape()[3]}, x.dtype());
+    std::vector<int64_t> mask_pads = torch_pads;
+    if (count_pad) {  // explicit pads count, ceil-mode overhang does not
+      ones = ops::pad(ones, {pads[1], pads[3], pads[0], pads[2]}, 1.0);
+      mask_pads = {0, extra[1], 0, extra[0]};
+    }
+    Tensor mask = ops::pad(ones, mask_pads);
+    return {ops::div(ops::avg_pool2d(xp, k, s), ops::avg_pool2d(mask, k, s))};
+  }
+}
+
+std::vector<Tensor> adaptive_avg_pool_kernel(const Node& node, const std::vector<Tensor>& in) {
+  return {ops::adaptive_avg_pool2d(arg(node, in, 0, "x"), pair_attr(node, "output_size", 1))};
+}
+
+std::vector<Tensor> batch_norm_kernel(const Node& node, const std::vector<Tensor>& in) {
+  const Tensor& x = arg(node, in, 0, "x");
+  if (x.dim() < 2) kernel_error(node, "expects (N, C, ...)");
+  double eps = node.attr_float("epsilon", 1e-5);
+  Tensor xin = x.dim() == 2 || x.dim() == 4 ? x : ops::reshape(x, {x.shape()[0], x.shape()[1], -1, 1});
+  Tensor y = ops::batch_norm(xin, arg(node, in, 1, "scale"), arg(node, in, 2, "bias"), arg(node, in, 3, "mean"),
+                             arg(node, in, 4, "var"), /*training=*/false, 0.0, eps);
+  return {x.dim() == 2 || x.dim() == 4 ? y : ops::reshape(y, x.shape())};
+}
+
+std::vector<Tensor> layer_norm_kernel(const Node& node, const std::vector<Tensor>& in) {
+  const Tensor& x = arg(node, in, 0, "x");
+  int64_t axis = normalize_axis(node.attr_int("axis", -1), x.dim(), node);
+  Shape normalized(x.shape().begin() + axis, x.shape().end());
+  Tensor w = opt(in, 1), b = opt(in, 2);
+  // ONNX scale/bias broadcast to the normalised shape; Kiln wants them shaped exactly so.
+  if (w.defined() && w.shape() != normalized) w = ops::contiguous(ops::expand(w, normalized));
+  if (b.defined() && b.shape() != normalized) b = ops::contiguous(ops::expand(b, normalized));
+  return {ops::layer_norm(x, normalized, w, b, node.attr_float("epsilon", 1e-5))};
+}
+
+std::vector<Tensor> softmax_kernel(const Node& node, const std::vector<Tensor>& in) {
+  const Tensor& x = arg(node, in, 0, "x");
+  return {ops::softmax(x, normalize_axis(node.attr_int("axis", -1), x.dim(), node))};
+}
+
+std::vector<Tensor> log_softmax_kernel(const Node& node, const std::vector<Tensor>& in) {
+  const Tensor& x = arg(node, in, 0, "x");
+  return {ops::log_softmax(x, normalize_axis(node.attr_int("axis", -1), x.dim(), node))};
+}
+
+std::vector<Tensor> embedding_kernel(const Node& node, const std::vector<Tensor>& in) {
+  return {ops::embedding(arg(node, in, 0, "weight"), arg(node, in, 1, "indices"))};
+}
+
+std::vector<Tensor> attention_kernel(const Node& node, const std::vector<Tensor>& in) {
+  return {ops::scaled_dot_product_attention(arg(node, in, 0, "q"), arg(node, in, 1, "k"), arg(node, in, 2, "v"),
+                                            node.attr_int("causal", 0) != 0)};
+}
+
+std::vector<Tensor> dropout_kernel(const Node& node, const std::vector<Tensor>& in) {
+  const Tensor& x = arg(node, in, 0, "x");
+  std::vector<Tensor> out{x};
+  if (node.outputs.size() > 1) out.push_back(Tensor::ones(x.shape(), DType::b8));  // the mask: all kept
+  return out;
+}
+
+}  // namespace
+
+void register_nn_kernels(KernelTable& t) {
+  t.add("matmul", matmul_kernel);
+  t.add("linear", linear_kernel);
+  t.add("linear_act", linear_act_kernel);
+  t.add("conv2d", conv2d_kernel);
+  t.add("max_pool2d", pool_kernel<true>);
+  t.add("avg_pool2d", pool_kernel<false>);
+  t.add("adaptive_avg_pool2d", adaptive_avg_pool_kernel);
+  t.add("batch_norm", batch_norm_kernel);
+  t.add("layer_norm", layer_norm_kernel);
+  t.add("softmax", softmax_kernel);
+  t.add("log_softmax", log_softmax_kernel);
+  t.add("embedding", embedding_kernel);
+  t.add("scaled_dot_product_attention", attention_kernel);
+  t.add("dropout", dropout_kernel);
+}
 
 }  // namespace kiln::graph

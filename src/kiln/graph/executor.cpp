@@ -1,0 +1,110 @@
+#include "kiln/graph/executor.h"
+
+#include <unordered_map>
+
+#include "kiln/core/error.h"
+#include "kiln/core/grad_mode.h"
+
+namespace kiln::graph {
+
+Executor::Executor(const Graph& graph) : graph_(graph) {
+  const KernelTable& table = kernel_table();
+  const auto& nodes = graph.nodes();
+  kernels_.reserve(nodes.size());
+  for (const auto& n : nodes) {
+    KernelFn fn = table.find(n->op_name());
+    if (!fn)
+      throw NotImplementedError(detail::concat("graph: no kernel for op '", n->op_name(), "' (node '", n->name, "')"));
+    kernels_.push_back(fn);
+  }
+  // Last use of every value read by a node; graph outputs are never released.
+  std::unordered_map<int64_t, size_t> last_use;
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (const Value* in : nodes[i]->inputs)
+      if (in && !in->is_constant()) last_use[in->id] = i;
+  for (const Value* out : graph.outputs()) last_use.erase(out->id);
+  release_.resize(nodes.size());
+  for (const auto& [id, i] : last_use) release_[i].push_back(id);
+  // Outputs nobody reads (a Dropout mask, a TopK value) are dropped right after their node.
+  std::vector<int> uses = graph.use_counts();
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (const Value* out : nodes[i]->outputs)
+      if (uses[static_cast<size_t>(out->id)] == 0) release_[i].push_back(out->id);
+}
+
+std::map<std::string, int64_t> bind_inputs(const Graph& graph, const std::vector<Tensor>& inputs) {
+  const auto& declared = graph.inputs();
+  KILN_CHECK(inputs.size() == declared.size(), "graph expects ", declared.size(), " input(s), got ", inputs.size());
+  std::map<std::string, int64_t> symbols;
+  for (size_t i = 0; i < declared.size(); ++i) {
+    const Value* v = declared[i];
+    const Tensor& t = inputs[i];
+    KILN_CHECK(t.defined(), "input '", v->name, "' is missing");
+    KILN_CHECK_TYPE(t.dtype() == v->dtype, "input '", v->name, "' has dtype ", dtype_name(t.dtype()),
+                    ", the graph expects ", dtype_name(v->dtype));
+    if (!v->shape) continue;
+    const SymShape& s = *v->shape;
+    auto mismatch = [&] {
+      return detail::concat("input '", v->name, "' has shape ", shape_str(t.shape()), ", the graph expects ",
+                            sym_shape_str(s));
+    };
+    KILN_CHECK(t.dim() == static_cast<int64_t>(s.size()), mismatch());
+    for (size_t d = 0; d < s.size(); ++d) {
+      int64_t size = t.shape()[d];
+      if (s[d].is_fixed()) {
+        KILN_CHECK(size == s[d].size, mismatch());
+      } else if (!s[d].symbol.empty()) {
+        auto [it, fresh] = symbols.emplace(s[d].symbol, size);
+        KILN_CHECK(fresh || it->second == size, mismatch(), " (", s[d].symbol, " is ", it->second,
+                   " from an earlier input)");
+      }
+    }
+  }
+  return symbols;
+}
+
+std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
+  bind_inputs(graph_, inputs);
+  NoGradGuard no_grad;
+  std::unordered_map<int64_t, Tensor> env;
+  for (size_t i = 0; i < inputs.size(); ++i) env[graph_.inputs()[i]->id] = inputs[i];
+  auto fetch = [&](const Value* v) -> Tensor {
+    if (!v) return Tensor();
+    if (v->is_constant()) return v->constant;
+    auto it = env.find(v->id);
+    KILN_ASSERT(it != env.end(), "graph executor: value %", v->name, " read before it was computed");
+    return it->second;
+  };
+  const auto& nodes = graph_.nodes();
+  std::vector<Tensor> args;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const Node& n = *nodes[i];
+    args.clear();
+    for (const Value* in : n.inputs) args.push_back(fetch(in));
+    std::vector<Tensor> outs = kernels_[i](n, args);
+    KILN_ASSERT(outs.size() >= n.outputs.size(), "kernel for ", n.op_name(), " returned ", outs.size(),
+                " outputs, node '", n.name, "' has ", n.outputs.size());
+    for (size_t k = 0; k < n.outputs.size(); ++k) env[n.outputs[k]->id] = std::move(outs[k]);
+    for (int64_t id : release_[i]) env.erase(id);
+  }
+  std::vector<Tensor> results;
+  for (const Value* out : graph_.outputs()) results.push_back(fetch(out));
+  return results;
+}
+
+std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& named_inputs) const {
+  std::vector<Tensor> ordered;
+  for (const Value* v : graph_.inputs()) {
+    auto it = named_inputs.find(v->name);
+    KILN_CHECK(it != named_inputs.end(), "missing graph input '", v->name, "'");
+    ordered.push_back(it->second);
+  }
+  for (const auto& [name, t] : named_inputs) {
+    bool known = false;
+    for (const Value* v : graph_.inputs()) known = known || v->name == name;
+    KILN_CHECK(known, "the graph has no input named '", name, "'");
+  }
+  return run(ordered);
+}
+
+}  // namespace kiln::graph

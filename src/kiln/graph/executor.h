@@ -1,0 +1,38 @@
+// Runs a graph node by node on the kernel table (the interpreter). Inputs are checked against
+// the graph's declared inputs; every intermediate is released after its last use, so peak
+// memory is the live set, not the sum. The planned-arena executor (memory_plan.h) builds on it.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kiln/graph/graph.h"
+#include "kiln/graph/kernels.h"
+
+namespace kiln::graph {
+
+class Executor {
+ public:
+  // Resolves every node's kernel; throws NotImplementedError naming the first node whose op has
+  // no graph kernel.
+  explicit Executor(const Graph& graph);
+
+  // Inputs in the order of graph.inputs(). Throws ValueError naming the input for a wrong count,
+  // dtype or shape (fixed dims must match; a symbol must have one size across all inputs).
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) const;
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& named_inputs) const;
+
+  const Graph& graph() const { return graph_; }
+
+ private:
+  const Graph& graph_;
+  std::vector<KernelFn> kernels_;                 // per node
+  std::vector<std::vector<int64_t>> release_;     // per node: value ids whose last use it is
+};
+
+// Checks `inputs` against the declared graph inputs (see Executor::run) and returns the bound
+// size of every symbolic dimension.
+std::map<std::string, int64_t> bind_inputs(const Graph& graph, const std::vector<Tensor>& inputs);
+
+}  // namespace kiln::graph
