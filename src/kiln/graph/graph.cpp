@@ -162,7 +162,11 @@ Node* Graph::add_node(std::string_view op, std::vector<Value*> inputs, std::vect
   if (!info) throw NotImplementedError(detail::concat("graph: no operator named '", op, "' in the ops registry"));
   auto n = std::make_unique<Node>();
   n->op = info;
-  n->name = name.empty() ? std::string(op) + "_" + std::to_string(nodes_.size()) : std::move(name);
+  if (name.empty()) name = std::string(op);
+  std::string unique = name;
+  for (int64_t k = 1; node_names_.count(unique); ++k) unique = name + "_" + std::to_string(k);
+  node_names_.insert(unique);
+  n->name = std::move(unique);
   n->inputs = std::move(inputs);
   n->outputs = std::move(outputs);
   n->attrs = std::move(attrs);
@@ -218,6 +222,7 @@ size_t Graph::remove_unused() {
     for (const Value* in : n->inputs)
       if (in) --uses[static_cast<size_t>(in->id)];
     for (Value* out : n->outputs) out->producer = nullptr;
+    node_names_.erase(n->name);
     nodes_[i].reset();
     ++removed;
   }

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -92,7 +93,8 @@ class Graph {
   void mark_output(Value* v) { outputs_.push_back(v); }
 
   // Appends a node of registry op `op` (throws NotImplementedError naming it when the registry
-  // has no such op). Outputs are given values (already created, unproduced).
+  // has no such op). Outputs are given values (already created, unproduced). A name already
+  // taken by another node gets a numeric suffix; an empty one is generated from the op.
   Node* add_node(std::string_view op, std::vector<Value*> inputs, std::vector<Value*> outputs,
                  std::map<std::string, Attr, std::less<>> attrs = {}, std::string name = {});
   // Convenience: one new output value of dtype/shape given (shape may be unknown).
@@ -125,6 +127,7 @@ class Graph {
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<Value*> inputs_, outputs_;
   std::map<std::string, Value*, std::less<>> by_name_;
+  std::set<std::string, std::less<>> node_names_;  // add_node makes names unique with a suffix
   int64_t next_id_ = 0;
   int64_t name_counter_ = 0;
 };

@@ -1,0 +1,123 @@
+// ONNX elementwise operators -> Kiln's broadcasting and unary ops.
+#include "kiln/io/onnx/onnx_convert.h"
+#include "kiln/io/onnx/tensor_proto.h"
+
+namespace kiln::io {
+
+namespace {
+
+template <const char* kOp>
+void binary(ConvertContext& ctx) {
+  ctx.emit(kOp, {ctx.required_in(0, "A"), ctx.required_in(1, "B")});
+}
+
+template <const char* kOp>
+void unary(ConvertContext& ctx) {
+  ctx.emit(kOp, {ctx.required_in(0, "X")});
+}
+
+template <const char* kOp>
+void comparison(ConvertContext& ctx) {
+  ctx.emit(kOp, {ctx.required_in(0, "A"), ctx.required_in(1, "B")}, {}, DType::b8);
+}
+
+// Max, Min, Sum, Mean: variadic, folded left to right.
+template <const char* kOp, bool kMean>
+void variadic(ConvertContext& ctx) {
+  size_t n = ctx.num_inputs();
+  if (n == 0) ctx.invalid("needs at least one input");
+  Value* acc = ctx.required_in(0, "data_0");
+  if (n == 1 && !kMean) {
+    ctx.emit("clone", {acc});
+    return;
+  }
+  for (size_t i = 1; i < n; ++i) {
+    Value* next = ctx.required_in(i, "data");
+    if (i + 1 == n && !kMean) {
+      ctx.emit(kOp, {acc, next});
+      return;
+    }
+    acc = ctx.temp(kOp, {acc, next}, {}, acc->dtype);
+  }
+  Value* count = ctx.constant(Tensor::scalar(static_cast<double>(n), acc->dtype));
+  ctx.emit("div", {acc, count});
+}
+
+void clip(ConvertContext& ctx) {
+  Value* x = ctx.required_in(0, "input");
+  if (ctx.opset < 11) {
+    Attrs a;
+    if (ctx.has_attr("min")) a["min"] = ctx.attr_float("min", 0);
+    if (ctx.has_attr("max")) a["max"] = ctx.attr_float("max", 0);
+    ctx.emit("clamp", {x}, std::move(a));
+    return;
+  }
+  ctx.emit("clamp", {x, ctx.in(1), ctx.in(2)});
+}
+
+void cast(ConvertContext& ctx) {
+  auto to = static_cast<int32_t>(ctx.attr_int("to", 0));
+  DType dt = dtype_from_onnx(to, "Cast 'to'");
+  ctx.emit("to", {ctx.required_in(0, "input")}, {{"dtype", std::string(dtype_name(dt))}}, dt);
+}
+
+void identity(ConvertContext& ctx) { ctx.alias_output(0, ctx.required_in(0, "input")); }
+
+void dropout(ConvertContext& ctx) {
+  Value* x = ctx.required_in(0, "data");
+  if (ctx.opset >= 12) {
+    std::optional<Tensor> training = ctx.const_in(2);
+    if (ctx.in(2) && (!training || training->item() != 0.0))
+      ctx.unsupported("training_mode must be a constant false: graphs run inference");
+  }
+  if (ctx.num_outputs() < 2 || ctx.node.output(1).empty()) {
+    ctx.alias_output(0, x);
+    return;
+  }
+  ctx.emit("dropout", {x});
+}
+
+void where(ConvertContext& ctx) {
+  ctx.emit("where", {ctx.required_in(0, "condition"), ctx.required_in(1, "X"), ctx.required_in(2, "Y")});
+}
+
+constexpr char kAdd[] = "add", kSub[] = "sub", kMul[] = "mul", kDiv[] = "div", kPow[] = "pow";
+constexpr char kMax[] = "maximum", kMin[] = "minimum";
+constexpr char kEq[] = "eq", kLt[] = "lt", kGt[] = "gt", kLe[] = "le", kGe[] = "ge";
+constexpr char kRelu[] = "relu", kSigmoid[] = "sigmoid", kTanh[] = "tanh", kExp[] = "exp", kLog[] = "log";
+constexpr char kSqrt[] = "sqrt", kNeg[] = "neg", kAbs[] = "abs", kNot[] = "logical_not";
+
+}  // namespace
+
+void register_elementwise_converters(ConverterTable& t) {
+  t.add("Add", binary<kAdd>);
+  t.add("Sub", binary<kSub>);
+  t.add("Mul", binary<kMul>);
+  t.add("Div", binary<kDiv>);
+  t.add("Pow", binary<kPow>);
+  t.add("Equal", comparison<kEq>);
+  t.add("Less", comparison<kLt>);
+  t.add("Greater", comparison<kGt>);
+  t.add("LessOrEqual", comparison<kLe>);
+  t.add("GreaterOrEqual", comparison<kGe>);
+  t.add("Max", variadic<kMax, false>);
+  t.add("Min", variadic<kMin, false>);
+  t.add("Sum", variadic<kAdd, false>);
+  t.add("Mean", variadic<kAdd, true>);
+  t.add("Relu", unary<kRelu>);
+  t.add("Sigmoid", unary<kSigmoid>);
+  t.add("Tanh", unary<kTanh>);
+  t.add("Exp", unary<kExp>);
+  t.add("Log", unary<kLog>);
+  t.add("Sqrt", unary<kSqrt>);
+  t.add("Neg", unary<kNeg>);
+  t.add("Abs", unary<kAbs>);
+  t.add("Not", unary<kNot>);
+  t.add("Clip", clip);
+  t.add("Cast", cast);
+  t.add("Identity", identity);
+  t.add("Dropout", dropout);
+  t.add("Where", where);
+}
+
+}  // namespace kiln::io

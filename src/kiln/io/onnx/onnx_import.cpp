@@ -1,0 +1,141 @@
+#include "kiln/io/onnx/onnx_import.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <onnx/checker.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include "kiln/core/error.h"
+#include "kiln/io/onnx/onnx_convert.h"
+#include "kiln/io/onnx/tensor_proto.h"
+
+namespace kiln::io {
+
+namespace {
+
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+
+int64_t default_domain_opset(const ::onnx::ModelProto& model, std::string_view source) {
+  int64_t opset = -1;
+  for (const auto& imp : model.opset_import())
+    if (imp.domain().empty() || imp.domain() == "ai.onnx") opset = imp.version();
+  KILN_CHECK_AS(NotImplementedError, opset >= 0, source, ": the model imports no opset of the default ONNX domain");
+  KILN_CHECK_AS(NotImplementedError, opset >= kMinImportOpset && opset <= kMaxImportOpset, source,
+                ": ONNX opset ", opset, " is not supported (Kiln imports opsets ", kMinImportOpset, "-",
+                kMaxImportOpset, ")");
+  return opset;
+}
+
+// Runs ONNX's checker and shape inference; their failures become one-line Kiln errors.
+void check_and_infer(::onnx::ModelProto& model, std::string_view source) {
+  try {
+    ::onnx::checker::check_model(model);
+  } catch (const std::exception& e) {
+    throw ValueError(detail::concat(source, ": invalid ONNX model: ", one_line(e.what())));
+  }
+  try {
+    ::onnx::ShapeInferenceOptions options(/*check_type=*/true, /*error_mode=*/1, /*data_prop=*/true);
+    ::onnx::shape_inference::InferShapes(model, ::onnx::OpSchemaRegistry::Instance(), options);
+  } catch (const std::exception& e) {
+    throw ValueError(detail::concat(source, ": shapes or types contradict the graph: ", one_line(e.what())));
+  }
+}
+
+graph::Graph convert_model(const ::onnx::ModelProto& model, std::string_view source) {
+  int64_t opset = default_domain_opset(model, source);
+  const ::onnx::GraphProto& gp = model.graph();
+  graph::Graph g;
+  g.opset = opset;
+  g.producer = model.producer_name() + (model.producer_version().empty() ? "" : " " + model.producer_version());
+
+  std::map<std::string, Value*, std::less<>> values;
+  std::map<std::string, const ::onnx::ValueInfoProto*, std::less<>> infos;
+  for (const auto& vi : gp.value_info()) infos[vi.name()] = &vi;
+  for (const auto& vi : gp.output()) infos[vi.name()] = &vi;
+
+  for (const auto& init : gp.initializer()) {
+    std::string ctx = detail::concat(source, ": initializer '", init.name(), "'");
+    values[init.name()] = g.add_constant(init.name(), tensor_from_proto(init, ctx));
+  }
+  KILN_CHECK_AS(NotImplementedError, gp.sparse_initializer_size() == 0, source, ": sparse initializers are not supported");
+  for (const auto& in : gp.input()) {
+    if (values.count(in.name())) continue;  // IR < 4 lists initializers among the inputs
+    const auto& type = in.type();
+    KILN_CHECK_AS(NotImplementedError, type.has_tensor_type(), source, ": input '", in.name(),
+                  "' is not a tensor (sequences, maps and optionals are not supported)");
+    DType dt = dtype_from_onnx(type.tensor_type().elem_type(), detail::concat(source, ": input '", in.name(), "'"));
+    std::optional<graph::SymShape> shape = sym_shape_from_onnx(in);
+    values[in.name()] = g.add_input(in.name(), dt, shape.value_or(graph::SymShape{}));
+    if (!shape) g.inputs().back()->shape.reset();
+  }
+
+  const ConverterTable& table = converter_table();
+  for (const auto& node : gp.node()) {
+    const std::string& domain = node.domain();
+    std::string label = node.name().empty() ? (node.output_size() ? node.output(0) : node.op_type()) : node.name();
+    KILN_CHECK_AS(NotImplementedError, domain.empty() || domain == "ai.onnx", source, ": operator ", domain, ".",
+                  node.op_type(), " (node '", label, "') is not supported: only the default ONNX domain is");
+    Converter fn = table.find(node.op_type());
+    if (!fn)
+      throw NotImplementedError(detail::concat(source, ": ONNX operator ", node.op_type(), " (opset ", opset,
+                                               ", node '", label, "') is not supported"));
+    ConvertContext ctx(g, opset, node, values, infos);
+    try {
+      fn(ctx);
+    } catch (const NotImplementedError& e) {
+      throw NotImplementedError(detail::concat(source, ": ", e.what()));
+    } catch (const Error& e) {
+      throw ValueError(detail::concat(source, ": ", e.what()));
+    }
+    for (auto& [name, v] : ctx.produced) values[name] = v;
+    for (int k = 0; k < node.output_size(); ++k) {
+      const std::string& out = node.output(k);
+      if (out.empty()) continue;
+      KILN_ASSERT(values.count(out), "converter for ", node.op_type(), " did not produce output '", out, "'");
+    }
+  }
+
+  for (const auto& out : gp.output()) {
+    auto it = values.find(out.name());
+    KILN_CHECK(it != values.end(), source, ": graph output '", out.name(), "' is never produced");
+    Value* v = it->second;
+    // An output that is a graph input or a constant still gets a node, so that outputs are
+    // always produced values with the declared name (a copy is cheap and rare).
+    if (!v->producer || v->name != out.name()) {
+      Value* fresh = g.add_value(v->name == out.name() ? "" : out.name(), v->dtype, v->shape);
+      g.add_node("clone", {v}, {fresh});
+      v = fresh;
+    }
+    g.mark_output(v);
+  }
+  graph::verify(g, "ONNX import");
+  return g;
+}
+
+}  // namespace
+
+graph::Graph import_onnx_bytes(std::string_view bytes, std::string_view source) {
+  ::onnx::ModelProto model;
+  KILN_CHECK_AS(IoError, bytes.size() < (size_t{1} << 31), source, ": model larger than 2 GiB");
+  KILN_CHECK_AS(IoError, model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())), source,
+                ": not a valid ONNX model (protobuf parse failed: truncated or corrupt file?)");
+  KILN_CHECK_AS(IoError, model.has_graph(), source, ": not a valid ONNX model (no graph)");
+  check_and_infer(model, source);
+  return convert_model(model, source);
+}
+
+graph::Graph load_onnx(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  KILN_CHECK_AS(IoError, f.good(), path, ": cannot open");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  KILN_CHECK_AS(IoError, !f.bad(), path, ": read failed");
+  return import_onnx_bytes(ss.str(), path);
+}
+
+}  // namespace kiln::io
