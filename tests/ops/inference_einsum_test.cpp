@@ -143,9 +143,11 @@ TEST(InferenceEinsum, StridedOperandsAndHalf) {
   got = h.to_vector<double>();
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-2);
   // A pure transpose returns a fresh tensor, not a view onto the operand.
-  Tensor t = ops::einsum("ij->ji", {a});
-  EXPECT_TRUE(t.is_contiguous());
-  EXPECT_NE(t.storage(), a.storage());
+  for (const char* eq : {"ij->ji", "ij->ij", "ij"}) {
+    Tensor t = ops::einsum(eq, {a});
+    EXPECT_TRUE(t.is_contiguous());
+    EXPECT_NE(t.storage(), a.storage()) << eq;
+  }
 }
 
 TEST(InferenceEinsum, NoAutogradHistory) {

@@ -295,6 +295,9 @@ Tensor einsum(std::string_view equation, const std::vector<Tensor>& operands) {
   // explicit output leaves out) are summed; then the dims take the output's order.
   acc = simplify(acc, drop_for(acc, in_out, nullptr));
   Tensor result = contiguous_raw(permute_to(acc, out));
+  // "ij->ij" leaves the operand itself: results are always fresh tensors (graph values own theirs).
+  for (const Tensor& t : operands)
+    if (result.storage() == t.storage()) result = clone_raw(result);
   return dt == in_dtype ? result : to_dtype_raw(result, in_dtype);
 }
 
