@@ -31,6 +31,8 @@ const KernelTable& kernel_table() {
     register_reduce_kernels(t);
     register_inference_kernels(t);
     register_quant_kernels(t);
+    register_extra_kernels(t);
+    register_indexing_kernels(t);
     return t;
   }();
   return table;

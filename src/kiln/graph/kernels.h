@@ -44,6 +44,8 @@ void register_nn_kernels(KernelTable& t);
 void register_reduce_kernels(KernelTable& t);
 void register_inference_kernels(KernelTable& t);  // the ops that exist for imported graphs
 void register_quant_kernels(KernelTable& t);
+void register_extra_kernels(KernelTable& t);     // inference_extra.h: trig, trilu, losses, ...
+void register_indexing_kernels(KernelTable& t);  // indexing_extra.h: scatter/gather families, ...
 
 // Helpers for kernels.
 // The values of a 1-d (or scalar) integer tensor, e.g. Reshape's shape or Slice's starts.

@@ -103,6 +103,25 @@ std::optional<Tensor> ConvertContext::attr_tensor(std::string_view name) const {
   return tensor_from_proto(a->t(), detail::concat("node '", node_label(node), "' attribute '", name, "'"));
 }
 
+Attrs ConvertContext::all_attrs() const {
+  Attrs out;
+  for (const auto& a : node.attribute()) {
+    switch (a.type()) {
+      case ::onnx::AttributeProto::INT: out[a.name()] = int64_t{a.i()}; break;
+      case ::onnx::AttributeProto::FLOAT: out[a.name()] = static_cast<double>(a.f()); break;
+      case ::onnx::AttributeProto::STRING: out[a.name()] = a.s(); break;
+      case ::onnx::AttributeProto::INTS: out[a.name()] = std::vector<int64_t>(a.ints().begin(), a.ints().end()); break;
+      case ::onnx::AttributeProto::FLOATS: out[a.name()] = std::vector<double>(a.floats().begin(), a.floats().end()); break;
+      case ::onnx::AttributeProto::STRINGS:
+        out[a.name()] = std::vector<std::string>(a.strings().begin(), a.strings().end());
+        break;
+      case ::onnx::AttributeProto::TENSOR: out[a.name()] = *attr_tensor(a.name()); break;
+      default: unsupported(detail::concat("attribute '", a.name(), "' of a graph or sparse type"));
+    }
+  }
+  return out;
+}
+
 std::optional<DType> ConvertContext::output_dtype(size_t k) const {
   auto it = infos_.find(node.output(static_cast<int>(k)));
   if (it == infos_.end() || !it->second->type().has_tensor_type()) return std::nullopt;
@@ -160,6 +179,8 @@ const ConverterTable& converter_table() {
     register_reduce_converters(t);
     register_inference_converters(t);
     register_quant_converters(t);
+    register_extra_converters(t);
+    register_indexing_converters(t);
     return t;
   }();
   return table;

@@ -48,6 +48,9 @@ class ConvertContext {
   std::vector<int64_t> attr_ints(std::string_view name, std::vector<int64_t> fallback = {}) const;
   std::vector<double> attr_floats(std::string_view name, std::vector<double> fallback = {}) const;
   std::optional<Tensor> attr_tensor(std::string_view name) const;
+  // Every ONNX attribute of the node as a graph attribute of the same name (ints, floats,
+  // strings, tensors and their lists); for ops whose graph form uses ONNX's attribute names.
+  Attrs all_attrs() const;
   const ::onnx::AttributeProto* find_attr(std::string_view name) const;
 
   // ---- emitting
@@ -79,6 +82,15 @@ class ConvertContext {
 
 using Converter = void (*)(ConvertContext& ctx);
 
+// The converter for an ONNX op whose Kiln graph op takes the same inputs and attributes.
+template <const char* kKilnOp>
+void passthrough(ConvertContext& ctx) {
+  std::vector<Value*> inputs;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) inputs.push_back(ctx.in(i));
+  while (!inputs.empty() && !inputs.back()) inputs.pop_back();
+  ctx.emit(kKilnOp, inputs, ctx.all_attrs());
+}
+
 class ConverterTable {
  public:
   void add(std::string_view op_type, Converter fn) { fns_[std::string(op_type)] = fn; }
@@ -100,6 +112,8 @@ void register_nn_converters(ConverterTable& t);
 void register_reduce_converters(ConverterTable& t);
 void register_inference_converters(ConverterTable& t);  // erf, tile, range, einsum, ... (inference_ops)
 void register_quant_converters(ConverterTable& t);      // QuantizeLinear, QLinearConv, ... and ConvTranspose, Resize
+void register_extra_converters(ConverterTable& t);      // inference_extra.h ops, the ONNX losses
+void register_indexing_converters(ConverterTable& t);   // indexing_extra.h ops
 
 // ONNX shape (TypeProto tensor shape) -> symbolic shape; nullopt when the rank is unknown.
 std::optional<graph::SymShape> sym_shape_from_onnx(const ::onnx::ValueInfoProto& info);
