@@ -70,17 +70,15 @@ void gather_axis_maps(const Tensor& x, const std::vector<AxisMap>& maps, T fill,
 // ---------------------------------------------------------------- resize
 
 // Input coordinate of output coordinate o on one axis (ONNX coordinate_transformation_mode).
-// `scale` is the given scale, or out/in when sizes were given; align_corners divides by
-// scale*in - 1 (the fractional output length), as the ONNX reference implementation does.
-double source_coord(ResizeCoord coord, int64_t o, double scale, int64_t in, int64_t out) {
+// `scale` is the given scale, or out/in when sizes were given. align_corners divides by len - 1,
+// len = scale * in with scales (a fractional length, as in ONNX's reference implementation and
+// backend tests) and = out with sizes.
+double source_coord(ResizeCoord coord, int64_t o, double scale, double len, int64_t in, int64_t out) {
   const double x = static_cast<double>(o);
   switch (coord) {
     case ResizeCoord::half_pixel: return (x + 0.5) / scale - 0.5;
     case ResizeCoord::pytorch_half_pixel: return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
-    case ResizeCoord::align_corners: {
-      const double len = scale * static_cast<double>(in);
-      return len == 1.0 ? 0.0 : x * static_cast<double>(in - 1) / (len - 1.0);
-    }
+    case ResizeCoord::align_corners: return len == 1.0 ? 0.0 : x * static_cast<double>(in - 1) / (len - 1.0);
     case ResizeCoord::asymmetric: return x / scale;
     case ResizeCoord::tf_half_pixel_for_nn: return (x + 0.5) / scale;
   }
@@ -104,10 +102,10 @@ struct LinearTap {
   double t;
 };
 
-std::vector<LinearTap> linear_taps(ResizeCoord coord, double scale, int64_t in, int64_t out) {
+std::vector<LinearTap> linear_taps(ResizeCoord coord, double scale, double len, int64_t in, int64_t out) {
   std::vector<LinearTap> taps(static_cast<size_t>(out));
   for (int64_t o = 0; o < out; ++o) {
-    const double x = source_coord(coord, o, scale, in, out);
+    const double x = source_coord(coord, o, scale, len, in, out);
     const double f = std::floor(x);
     const int64_t i = static_cast<int64_t>(f);
     taps[o] = {std::clamp<int64_t>(i, 0, in - 1), std::clamp<int64_t>(i + 1, 0, in - 1), x - f};
@@ -189,7 +187,7 @@ Tensor resize(const Tensor& x, const std::vector<double>& scales, const std::vec
   const size_t given = scales.empty() ? sizes.size() : scales.size();
   KILN_CHECK(static_cast<int64_t>(given) == r, "resize: ", scales.empty() ? "sizes" : "scales", " has ", given,
              " entries, but input ", shape_str(x.shape()), " has rank ", r);
-  std::vector<double> scale(static_cast<size_t>(r));
+  std::vector<double> scale(static_cast<size_t>(r)), len(static_cast<size_t>(r));
   Shape out_shape(static_cast<size_t>(r));
   for (int64_t d = 0; d < r; ++d) {
     const int64_t in = x.shape()[d];
@@ -197,10 +195,12 @@ Tensor resize(const Tensor& x, const std::vector<double>& scales, const std::vec
       KILN_CHECK(scales[d] > 0.0 && std::isfinite(scales[d]), "resize: scales must be positive, got ", scales[d],
                  " for dim ", d);
       scale[d] = scales[d];
-      out_shape[d] = static_cast<int64_t>(std::floor(static_cast<double>(in) * scales[d]));
+      len[d] = static_cast<double>(in) * scales[d];
+      out_shape[d] = static_cast<int64_t>(std::floor(len[d]));
     } else {
       KILN_CHECK(sizes[d] >= 0, "resize: sizes must be >= 0, got ", sizes[d], " for dim ", d);
       out_shape[d] = sizes[d];
+      len[d] = static_cast<double>(sizes[d]);
       scale[d] = in > 0 ? static_cast<double>(sizes[d]) / static_cast<double>(in) : 1.0;
     }
     KILN_CHECK(in > 0 || out_shape[d] == 0, "resize: cannot resize the empty dim ", d, " of ",
@@ -212,7 +212,7 @@ Tensor resize(const Tensor& x, const std::vector<double>& scales, const std::vec
     for (int64_t d = 0; d < r; ++d) {
       maps[d].resize(static_cast<size_t>(out_shape[d]));
       for (int64_t o = 0; o < out_shape[d]; ++o)
-        maps[d][o] = nearest_index(opt.nearest, source_coord(opt.coord, o, scale[d], x.shape()[d], out_shape[d]),
+        maps[d][o] = nearest_index(opt.nearest, source_coord(opt.coord, o, scale[d], len[d], x.shape()[d], out_shape[d]),
                                    x.shape()[d]);
     }
     out = Tensor::empty(out_shape, x.dtype());
@@ -225,7 +225,7 @@ Tensor resize(const Tensor& x, const std::vector<double>& scales, const std::vec
   out = contiguous_raw(x);
   bool copied = !out.same(x);
   for (int64_t d = 0; d < r; ++d) {
-    std::vector<LinearTap> taps = linear_taps(opt.coord, scale[d], x.shape()[d], out_shape[d]);
+    std::vector<LinearTap> taps = linear_taps(opt.coord, scale[d], len[d], x.shape()[d], out_shape[d]);
     if (is_identity(taps, x.shape()[d])) continue;
     out = dispatch_float(x.dtype(), "resize", [&]<typename T>() { return linear_pass<T>(out, d, taps); });
     copied = true;
