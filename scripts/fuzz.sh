@@ -5,7 +5,7 @@
 # builds fuzz_<TARGET> under the shared build lock, then fuzzes in one process for SECONDS
 # (default 60), starting from the committed seeds in fuzz/corpus/<TARGET>/. Inputs it discovers
 # go to build-fuzz/corpus/<TARGET>/ (the committed seeds stay as they are); a crash is saved in
-# build-fuzz/crashes/<TARGET>/ and replayed with: build-fuzz/fuzz_<TARGET> CRASH_FILE
+# build-fuzz/crashes/<TARGET>/ and replayed with: build-fuzz/fuzz/fuzz_<TARGET> CRASH_FILE
 set -euo pipefail
 
 usage="usage: scripts/fuzz.sh TARGET [SECONDS] [libFuzzer flags...]"
@@ -36,4 +36,4 @@ flags=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_st
        -artifact_prefix="$crashes/")
 [[ -f $root/fuzz/$target.dict ]] && flags+=(-dict="$root/fuzz/$target.dict")
 # The first corpus directory receives new inputs; the seed directory is only read.
-exec "$build/fuzz_$target" "${flags[@]}" "$@" "$corpus" "$root/fuzz/corpus/$target"
+exec "$build/fuzz/fuzz_$target" "${flags[@]}" "$@" "$corpus" "$root/fuzz/corpus/$target"
