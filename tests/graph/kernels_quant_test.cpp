@@ -195,7 +195,15 @@ TEST(NnInferenceKernels, ResizeForms) {
               ops::resize(x, {}, {1, 1, 3, 4}));
   expect_node_error([&] { run1(n, {x, Tensor(), scales, i64({1, 1, 3, 5})}); }, "exactly one");
   expect_node_error([&] { run1(n, {x, Tensor(), Tensor()}); }, "exactly one");
-  EXPECT_THROW(run1(make_node("resize", {{"mode", std::string("cubic")}}), {x, Tensor(), scales}), NotImplementedError);
+  ops::ResizeOptions cubic{ops::ResizeMode::cubic, ops::ResizeCoord::half_pixel,
+                           ops::ResizeNearest::round_prefer_floor, -0.5, true};
+  expect_same(run1(make_node("resize", {{"mode", std::string("cubic")}, {"cubic_coeff_a", -0.5},
+                                        {"exclude_outside", int64_t{1}}}),
+                   {x, Tensor(), scales}),
+              ops::resize(x, {1, 1, 2, 1.5f}, {}, cubic));
+  EXPECT_THROW(run1(make_node("resize", {{"coordinate_transformation_mode", std::string("tf_crop_and_resize")}}),
+                    {x, Tensor(), scales}),
+               NotImplementedError);
   EXPECT_THROW(run1(make_node("resize", {{"antialias", int64_t{1}}}), {x, Tensor(), scales}), NotImplementedError);
 }
 

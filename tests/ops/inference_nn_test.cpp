@@ -57,16 +57,17 @@ RefTensor ref_instance_norm(const RefTensor& x, const RefTensor& s, const RefTen
 }
 
 // Resize from sizes (scale = out / in on each dim), straight from the ONNX formulas: the source
-// coordinate per dim, then nearest rounding or the 2^rank-corner N-linear weights.
+// coordinate per dim, its taps (nearest: one; linear: two; cubic: four with the reference
+// implementation's coefficients), then the sum over every combination of taps across dims.
 RefTensor ref_resize(const RefTensor& x, const Shape& sizes, const ops::ResizeOptions& o) {
   const int64_t r = x.dim();
   RefTensor out(sizes);
   for (int64_t i = 0; i < out.numel(); ++i) {
     std::vector<int64_t> oi = unravel(i, sizes);
-    std::vector<int64_t> lo(r), hi(r);
-    std::vector<double> t(r);
+    std::vector<std::vector<std::pair<int64_t, double>>> taps(r);  // per dim: (index, weight)
     for (int64_t d = 0; d < r; ++d) {
-      const double n = static_cast<double>(x.shape[d]), m = static_cast<double>(sizes[d]), s = m / n;
+      const int64_t in = x.shape[d];
+      const double n = static_cast<double>(in), m = static_cast<double>(sizes[d]), s = m / n;
       const double xo = static_cast<double>(oi[d]);
       double src = 0;
       switch (o.coord) {
@@ -76,34 +77,53 @@ RefTensor ref_resize(const RefTensor& x, const Shape& sizes, const ops::ResizeOp
         case ops::ResizeCoord::asymmetric: src = xo / s; break;
         case ops::ResizeCoord::tf_half_pixel_for_nn: src = (xo + 0.5) / s; break;
       }
-      auto clampi = [&](double v) { return std::min<int64_t>(std::max<int64_t>(static_cast<int64_t>(v), 0), x.shape[d] - 1); };
+      auto clampi = [&](double v) { return std::min<int64_t>(std::max<int64_t>(static_cast<int64_t>(v), 0), in - 1); };
+      const double f = std::floor(src), t = src - f;
       if (o.mode == ops::ResizeMode::nearest) {
-        const double frac = src - std::floor(src);
         double pick = 0;
         switch (o.nearest) {
-          case ops::ResizeNearest::round_prefer_floor: pick = frac <= 0.5 ? std::floor(src) : std::ceil(src); break;
-          case ops::ResizeNearest::round_prefer_ceil: pick = frac < 0.5 ? std::floor(src) : std::ceil(src); break;
-          case ops::ResizeNearest::floor: pick = std::floor(src); break;
+          case ops::ResizeNearest::round_prefer_floor: pick = t <= 0.5 ? f : std::ceil(src); break;
+          case ops::ResizeNearest::round_prefer_ceil: pick = t < 0.5 ? f : std::ceil(src); break;
+          case ops::ResizeNearest::floor: pick = f; break;
           case ops::ResizeNearest::ceil: pick = std::ceil(src); break;
         }
-        lo[d] = hi[d] = clampi(pick);
-        t[d] = 0;
-      } else {
-        lo[d] = clampi(std::floor(src));
-        hi[d] = clampi(std::floor(src) + 1);
-        t[d] = src - std::floor(src);
+        taps[d] = {{clampi(pick), 1.0}};
+        continue;
       }
+      std::vector<std::pair<int64_t, double>> raw;
+      if (o.mode == ops::ResizeMode::linear) {
+        raw = {{static_cast<int64_t>(f), 1 - t}, {static_cast<int64_t>(f) + 1, t}};
+      } else {
+        const double A = o.cubic_coeff_a;
+        const double c[4] = {((A * (t + 1) - 5 * A) * (t + 1) + 8 * A) * (t + 1) - 4 * A,
+                             ((A + 2) * t - (A + 3)) * t * t + 1,
+                             ((A + 2) * (1 - t) - (A + 3)) * (1 - t) * (1 - t) + 1,
+                             ((A * ((1 - t) + 1) - 5 * A) * ((1 - t) + 1) + 8 * A) * ((1 - t) + 1) - 4 * A};
+        for (int k = 0; k < 4; ++k) raw.push_back({static_cast<int64_t>(f) - 1 + k, c[k]});
+      }
+      if (o.exclude_outside) {
+        double sum = 0;
+        for (auto& [j, w] : raw) sum += (j < 0 || j >= in) ? (w = 0) : w;
+        for (auto& [j, w] : raw) w /= sum;
+      }
+      for (auto& [j, w] : raw) taps[d].push_back({clampi(static_cast<double>(j)), w});
     }
     double acc = 0;
-    for (int64_t corner = 0; corner < (int64_t{1} << r); ++corner) {
+    std::vector<size_t> pick(r, 0);
+    for (;;) {
       double wgt = 1;
       std::vector<int64_t> idx(r);
       for (int64_t d = 0; d < r; ++d) {
-        const bool up = (corner >> d) & 1;
-        wgt *= up ? t[d] : 1 - t[d];
-        idx[d] = up ? hi[d] : lo[d];
+        wgt *= taps[d][pick[d]].second;
+        idx[d] = taps[d][pick[d]].first;
       }
-      if (wgt != 0) acc += wgt * x.at(idx);
+      acc += wgt * x.at(idx);
+      int64_t d = r - 1;
+      for (; d >= 0; --d) {
+        if (++pick[d] < taps[d].size()) break;
+        pick[d] = 0;
+      }
+      if (d < 0) break;
     }
     out.v[i] = acc;
   }
@@ -212,8 +232,9 @@ std::vector<OpCase> instance_norm_rows() {
 KILN_OP_TABLE(InstanceNormOps, instance_norm_rows());
 
 OpCase resize_row(std::string name, Shape xs, Shape sizes, ops::ResizeMode mode, ops::ResizeCoord coord,
-                  ops::ResizeNearest nearest = ops::ResizeNearest::round_prefer_floor) {
-  ops::ResizeOptions o{mode, coord, nearest};
+                  ops::ResizeNearest nearest = ops::ResizeNearest::round_prefer_floor, double cubic_a = -0.75,
+                  bool exclude_outside = false) {
+  ops::ResizeOptions o{mode, coord, nearest, cubic_a, exclude_outside};
   return OpCase(
              std::move(name), [=](Generator& g) { return Inputs{rnd(g, xs)}; },
              [=](const Inputs& in) { return ops::resize(in[0], {}, sizes, o); },
@@ -240,6 +261,12 @@ std::vector<OpCase> resize_rows() {
       resize_row("linear_asymmetric", {1, 1, 3, 4}, {1, 1, 5, 3}, M::linear, C::asymmetric),
       resize_row("linear_3d_all_dims", {3, 4, 5}, {5, 2, 8}, M::linear, C::half_pixel),
       resize_row("linear_1d", {6}, {10}, M::linear, C::align_corners),
+      resize_row("linear_exclude_outside", {1, 1, 3, 4}, {1, 1, 7, 9}, M::linear, C::half_pixel, R::floor, -0.75, true),
+      resize_row("cubic_up_half_pixel", {1, 2, 4, 5}, {1, 2, 9, 7}, M::cubic, C::half_pixel),
+      resize_row("cubic_down_align_corners", {2, 1, 9, 8}, {2, 1, 4, 3}, M::cubic, C::align_corners),
+      resize_row("cubic_asymmetric_a_half", {1, 1, 5, 6}, {1, 1, 8, 9}, M::cubic, C::asymmetric, R::floor, -0.5),
+      resize_row("cubic_exclude_outside", {1, 2, 4, 4}, {1, 2, 7, 3}, M::cubic, C::half_pixel, R::floor, -0.5, true),
+      resize_row("cubic_3d", {3, 4, 5}, {4, 6, 3}, M::cubic, C::pytorch_half_pixel),
   };
   rows[0]
       .bad("resize", [=] { ops::resize(f64({1, 2, 3}), {}, {1, 2}); })
@@ -372,7 +399,7 @@ TEST(Resize, Names) {
   EXPECT_EQ(ops::resize_mode_from_name("linear"), ops::ResizeMode::linear);
   EXPECT_EQ(ops::resize_coord_from_name("pytorch_half_pixel"), ops::ResizeCoord::pytorch_half_pixel);
   EXPECT_EQ(ops::resize_nearest_from_name("ceil"), ops::ResizeNearest::ceil);
-  EXPECT_THROW(ops::resize_mode_from_name("cubic"), NotImplementedError);
+  EXPECT_EQ(ops::resize_mode_from_name("cubic"), ops::ResizeMode::cubic);
   EXPECT_THROW(ops::resize_mode_from_name("bilinear"), ValueError);
   EXPECT_THROW(ops::resize_coord_from_name("tf_crop_and_resize"), NotImplementedError);
   EXPECT_THROW(ops::resize_coord_from_name("half"), ValueError);

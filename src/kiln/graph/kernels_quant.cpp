@@ -12,7 +12,8 @@
 //                                       auto_pad, kernel_shape}; 1-d and 2-d spatial
 //   instance_norm         (x, scale, bias)                              {epsilon=1e-5}
 //   resize                (x, [roi], [scales], [sizes])  {mode, coordinate_transformation_mode,
-//                          nearest_mode, axes}; two inputs (x, scales) is the opset-10 form
+//                          nearest_mode, cubic_coeff_a, exclude_outside, axes}; two inputs
+//                          (x, scales) is the opset-10 form
 //   pad_mode              (x, pads, [constant_value], [axes])           {mode="constant"}
 //                         (also the opset < 11 form: x alone with attributes pads and value)
 // Conv attributes: strides, pads (ONNX begin.../end... layout), dilations, group, auto_pad
@@ -224,6 +225,8 @@ std::vector<Tensor> resize_kernel(const Node& node, const std::vector<Tensor>& i
   o.mode = ops::resize_mode_from_name(node.attr_string("mode", "nearest"));
   o.coord = ops::resize_coord_from_name(node.attr_string("coordinate_transformation_mode", "half_pixel"));
   o.nearest = ops::resize_nearest_from_name(node.attr_string("nearest_mode", "round_prefer_floor"));
+  o.cubic_coeff_a = node.attr_float("cubic_coeff_a", -0.75);
+  o.exclude_outside = node.attr_int("exclude_outside", 0) != 0;
   return {ops::resize(x, scales, sizes, o)};
 }
 

@@ -1,5 +1,5 @@
 // Forward-only nn operators that imported (ONNX) inference graphs need: transposed convolution,
-// instance normalisation, resize (nearest / N-linear) and padding with reflect/edge modes. They
+// instance normalisation, resize (nearest / N-linear / N-cubic) and padding with reflect/edge modes. They
 // follow ONNX semantics (ConvTranspose, InstanceNormalization, Resize, Pad) and record no autograd
 // history: their results never require grad.
 #pragma once
@@ -31,25 +31,27 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b = Tens
 // by its own mean and biased variance: y = scale * (x - mean) / sqrt(var + eps) + bias.
 Tensor instance_norm(const Tensor& x, const Tensor& scale, const Tensor& bias, double eps = 1e-5);
 
-enum class ResizeMode { nearest, linear };
+enum class ResizeMode { nearest, linear, cubic };
 enum class ResizeCoord { half_pixel, pytorch_half_pixel, align_corners, asymmetric, tf_half_pixel_for_nn };
 enum class ResizeNearest { round_prefer_floor, round_prefer_ceil, floor, ceil };
 struct ResizeOptions {
   ResizeMode mode = ResizeMode::nearest;
   ResizeCoord coord = ResizeCoord::half_pixel;
   ResizeNearest nearest = ResizeNearest::round_prefer_floor;
+  double cubic_coeff_a = -0.75;  // cubic only: Keys' a (-0.75 as PyTorch, -0.5 as TensorFlow)
+  bool exclude_outside = false;  // linear/cubic: drop taps outside the input and renormalise
 };
-// ONNX attribute spellings -> enums; unknown names throw ValueError, "cubic" and
-// "tf_crop_and_resize" throw NotImplementedError.
+// ONNX attribute spellings -> enums; unknown names throw ValueError, "tf_crop_and_resize" throws
+// NotImplementedError.
 ResizeMode resize_mode_from_name(std::string_view name);
 ResizeCoord resize_coord_from_name(std::string_view name);
 ResizeNearest resize_nearest_from_name(std::string_view name);
 
 // Resizes every dim of x (any rank). Exactly one of `scales` (one per dim, output size
 // floor(in * scale)) and `sizes` (one per dim) is non-empty. With scales the coordinate transform
-// uses the given scale; with sizes it uses out/in, as ONNX does. Linear interpolation is N-linear
-// over the dims whose size or scale changes (clamped at the borders); it needs f32 or f64.
-// Nearest works for every dtype (a gather).
+// uses the given scale; with sizes it uses out/in, as ONNX does. Linear and cubic interpolate
+// separably over the dims whose size or scale changes, taps clamped at the borders (ONNX's
+// reference implementation); they need f32 or f64. Nearest works for every dtype (a gather).
 Tensor resize(const Tensor& x, const std::vector<double>& scales, const std::vector<int64_t>& sizes,
               const ResizeOptions& opt = {});
 

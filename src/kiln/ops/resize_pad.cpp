@@ -1,9 +1,10 @@
-// resize (ONNX Resize: nearest and N-linear) and pad_mode (ONNX Pad: constant, reflect, edge),
-// forward only. Both reduce to per-axis index tables: output coordinate -> input coordinate on
-// each axis. Nearest resize and padding are then one gather over those tables (any dtype, any
-// strides); linear resize is one 1-D interpolation pass per axis that changes (separable, so the
-// passes compose to N-linear interpolation).
+// resize (ONNX Resize: nearest, N-linear, N-cubic) and pad_mode (ONNX Pad: constant, reflect,
+// edge), forward only. Both reduce to per-axis index tables: output coordinate -> input
+// coordinate on each axis. Nearest resize and padding are then one gather over those tables (any
+// dtype, any strides); linear and cubic resize are one 1-D interpolation pass per axis that
+// changes (the kernels are separable, so the passes compose to N-linear / N-cubic).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -96,35 +97,73 @@ int64_t nearest_index(ResizeNearest mode, double x, int64_t in) {
   return std::clamp(static_cast<int64_t>(r), int64_t{0}, in - 1);
 }
 
-// One linear tap pair per output coordinate: out = (1 - t) * in[i0] + t * in[i1].
-struct LinearTap {
-  int64_t i0, i1;
-  double t;
+// The interpolation taps of one axis: output o = sum over t < n of w[o*n + t] * in[idx[o*n + t]].
+// Linear has n = 2, cubic n = 4. Indices are clamped to the axis (edge padding, as ONNX's
+// reference implementation), after exclude_outside has dropped and renormalised outside taps.
+struct AxisTaps {
+  int64_t n = 2;
+  std::vector<int64_t> idx;
+  std::vector<double> w;
 };
 
-std::vector<LinearTap> linear_taps(ResizeCoord coord, double scale, double len, int64_t in, int64_t out) {
-  std::vector<LinearTap> taps(static_cast<size_t>(out));
+// Keys' cubic convolution weights for the taps at offsets -1, 0, 1, 2 from floor(x), t = x - floor(x).
+std::array<double, 4> cubic_weights(double t, double a) {
+  auto w1 = [a](double d) { return ((a + 2) * d - (a + 3)) * d * d + 1; };         // |d| <= 1
+  auto w2 = [a](double d) { return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a; };  // 1 < |d| < 2
+  return {w2(t + 1), w1(t), w1(1 - t), w2(2 - t)};
+}
+
+AxisTaps interpolation_taps(const ResizeOptions& opt, double scale, double len, int64_t in, int64_t out) {
+  AxisTaps taps;
+  taps.n = opt.mode == ResizeMode::cubic ? 4 : 2;
+  taps.idx.resize(static_cast<size_t>(out * taps.n));
+  taps.w.resize(taps.idx.size());
   for (int64_t o = 0; o < out; ++o) {
-    const double x = source_coord(coord, o, scale, len, in, out);
-    const double f = std::floor(x);
+    const double x = source_coord(opt.coord, o, scale, len, in, out);
+    const double f = std::floor(x), t = x - f;
     const int64_t i = static_cast<int64_t>(f);
-    taps[o] = {std::clamp<int64_t>(i, 0, in - 1), std::clamp<int64_t>(i + 1, 0, in - 1), x - f};
+    int64_t* idx = taps.idx.data() + o * taps.n;
+    double* w = taps.w.data() + o * taps.n;
+    if (taps.n == 2) {
+      idx[0] = i, idx[1] = i + 1, w[0] = 1 - t, w[1] = t;
+    } else {
+      const std::array<double, 4> c = cubic_weights(t, opt.cubic_coeff_a);
+      for (int k = 0; k < 4; ++k) idx[k] = i - 1 + k, w[k] = c[k];
+    }
+    if (opt.exclude_outside) {
+      double sum = 0;
+      for (int64_t k = 0; k < taps.n; ++k) {
+        if (idx[k] < 0 || idx[k] >= in) w[k] = 0;
+        sum += w[k];
+      }
+      if (sum != 0)
+        for (int64_t k = 0; k < taps.n; ++k) w[k] /= sum;
+    }
+    for (int64_t k = 0; k < taps.n; ++k) idx[k] = std::clamp<int64_t>(idx[k], 0, in - 1);
   }
   return taps;
 }
 
-bool is_identity(const std::vector<LinearTap>& taps, int64_t in) {
-  if (static_cast<int64_t>(taps.size()) != in) return false;
-  for (int64_t o = 0; o < in; ++o)
-    if (taps[o].i0 != o || taps[o].t != 0.0) return false;
+// True when every output takes exactly its own input element (an axis the resize leaves alone).
+bool is_identity(const AxisTaps& taps, int64_t in) {
+  if (static_cast<int64_t>(taps.idx.size()) != in * taps.n) return false;
+  for (int64_t o = 0; o < in; ++o) {
+    double own = 0;
+    for (int64_t k = 0; k < taps.n; ++k) {
+      const double w = taps.w[o * taps.n + k];
+      if (taps.idx[o * taps.n + k] == o) own += w;
+      else if (w != 0.0) return false;
+    }
+    if (own != 1.0) return false;
+  }
   return true;
 }
 
 // x contiguous viewed as (outer, in, inner) -> (outer, out, inner) along one axis.
 template <typename T>
-Tensor linear_pass(const Tensor& x, int64_t axis, const std::vector<LinearTap>& taps) {
+Tensor interpolation_pass(const Tensor& x, int64_t axis, const AxisTaps& taps) {
   Shape shape = x.shape();
-  const int64_t in = shape[axis], out = static_cast<int64_t>(taps.size());
+  const int64_t in = shape[axis], n = taps.n, out = static_cast<int64_t>(taps.idx.size()) / n;
   int64_t outer = 1, inner = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= shape[d];
   for (size_t d = static_cast<size_t>(axis) + 1; d < shape.size(); ++d) inner *= shape[d];
@@ -132,17 +171,20 @@ Tensor linear_pass(const Tensor& x, int64_t axis, const std::vector<LinearTap>& 
   Tensor y = Tensor::empty(shape, x.dtype());
   const T* src = x.data<T>();
   T* dst = y.data<T>();
-  parallel_for(0, outer * out, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, inner)),
+  parallel_for(0, outer * out, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, inner * n)),
                [&](int64_t lo, int64_t hi) {
+                 std::vector<double> acc(static_cast<size_t>(inner));
                  for (int64_t row = lo; row < hi; ++row) {
-                   const int64_t n = row / out, o = row % out;
-                   const LinearTap& tap = taps[o];
-                   const T* a = src + (n * in + tap.i0) * inner;
-                   const T* b = src + (n * in + tap.i1) * inner;
+                   const int64_t b = row / out, o = row % out;
+                   std::fill(acc.begin(), acc.end(), 0.0);
+                   for (int64_t k = 0; k < n; ++k) {
+                     const double w = taps.w[o * n + k];
+                     if (w == 0.0) continue;
+                     const T* s = src + (b * in + taps.idx[o * n + k]) * inner;
+                     for (int64_t i = 0; i < inner; ++i) acc[i] += w * static_cast<double>(s[i]);
+                   }
                    T* d = dst + row * inner;
-                   const double t = tap.t, s = 1.0 - tap.t;
-                   for (int64_t i = 0; i < inner; ++i)
-                     d[i] = static_cast<T>(s * static_cast<double>(a[i]) + t * static_cast<double>(b[i]));
+                   for (int64_t i = 0; i < inner; ++i) d[i] = static_cast<T>(acc[i]);
                  }
                });
   return y;
@@ -153,7 +195,7 @@ Tensor linear_pass(const Tensor& x, int64_t axis, const std::vector<LinearTap>& 
 ResizeMode resize_mode_from_name(std::string_view name) {
   if (name == "nearest") return ResizeMode::nearest;
   if (name == "linear") return ResizeMode::linear;
-  if (name == "cubic") throw NotImplementedError("resize: mode \"cubic\" is not implemented (nearest and linear are)");
+  if (name == "cubic") return ResizeMode::cubic;
   throw ValueError(detail::concat("resize: unknown mode \"", name, "\" (expected nearest, linear or cubic)"));
 }
 
@@ -219,15 +261,15 @@ Tensor resize(const Tensor& x, const std::vector<double>& scales, const std::vec
     dispatch_all(x.dtype(), [&]<typename T>() { gather_axis_maps<T>(x, maps, T{}, out); });
     return out;
   }
-  KILN_CHECK_TYPE(x.dtype() == DType::f32 || x.dtype() == DType::f64, "resize: linear mode needs f32 or f64 input, got ",
-                  dtype_name(x.dtype()));
+  KILN_CHECK_TYPE(x.dtype() == DType::f32 || x.dtype() == DType::f64,
+                  "resize: linear and cubic modes need f32 or f64 input, got ", dtype_name(x.dtype()));
   if (numel(out_shape) == 0) return Tensor::empty(out_shape, x.dtype());
   out = contiguous_raw(x);
   bool copied = !out.same(x);
   for (int64_t d = 0; d < r; ++d) {
-    std::vector<LinearTap> taps = linear_taps(opt.coord, scale[d], len[d], x.shape()[d], out_shape[d]);
+    const AxisTaps taps = interpolation_taps(opt, scale[d], len[d], x.shape()[d], out_shape[d]);
     if (is_identity(taps, x.shape()[d])) continue;
-    out = dispatch_float(x.dtype(), "resize", [&]<typename T>() { return linear_pass<T>(out, d, taps); });
+    out = dispatch_float(x.dtype(), "resize", [&]<typename T>() { return interpolation_pass<T>(out, d, taps); });
     copied = true;
   }
   return copied ? out : clone_raw(out);  // never alias the input
