@@ -193,6 +193,14 @@ Value* Graph::find_value(std::string_view name) const {
   return it == by_name_.end() ? nullptr : it->second;
 }
 
+void Graph::rename(Value* v, std::string name) {
+  if (v->name == name) return;
+  KILN_CHECK(!name.empty() && by_name_.find(name) == by_name_.end(), "graph: value name '", name, "' is used twice");
+  by_name_.erase(v->name);
+  v->name = std::move(name);
+  by_name_.emplace(v->name, v);
+}
+
 void Graph::replace_uses(Value* from, Value* to) {
   for (auto& n : nodes_)
     for (Value*& in : n->inputs)

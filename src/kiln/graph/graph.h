@@ -110,6 +110,7 @@ class Graph {
   const std::vector<std::unique_ptr<Value>>& values() const { return values_; }
 
   Value* find_value(std::string_view name) const;  // nullptr when absent
+  void rename(Value* v, std::string name);          // throws when the name is taken
   // Replaces every use of `from` (node inputs and graph outputs) by `to`.
   void replace_uses(Value* from, Value* to);
   // Removes nodes whose outputs are unused and values no node or output references, then

@@ -15,6 +15,7 @@
 #include "kiln/ops/cpu/gemm.h"
 #include "kiln/ops/cpu/row_kernels.h"
 #include "kiln/ops/nn_ops.h"
+#include "kiln/ops/trace.h"
 
 namespace kiln::ops {
 
@@ -81,31 +82,39 @@ Tensor empty_in_layout(const Shape& shape, const Tensor& like) {
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal) {
+  TracedOp trace_;
   check_attention(q, k, v);
   const int64_t B = q.shape()[0], H = q.shape()[1], T = q.shape()[2], S = k.shape()[2], D = q.shape()[3],
                 Dv = v.shape()[3];
   if (q.dtype() != DType::f32 || B == 0 || H == 0 || T == 0 || S == 0 || D == 0 || Dv == 0)
-    return scaled_dot_product_attention_materialized(q, k, v, causal);
+    return traced(trace_, "scaled_dot_product_attention", {q, k, v},
+                             scaled_dot_product_attention_materialized(q, k, v, causal),
+                             {{"causal", int64_t{causal ? 1 : 0}}});
   const Tensor qd = dense_last(q), kd = dense_last(k), vd = dense_last(v);
   const cpu::AttnDims dims{B, H, T, S, D, Dv, causal, static_cast<float>(default_scale(D))};
   Tensor out = empty_in_layout({B, H, T, Dv}, qd);  // (B, H, T, Dv)
   Tensor lse = Tensor::empty({B * H, T});           // (B*H, T) log-sum-exp of each score row
   cpu::flash_attention_forward(cpu::flash_attention_kernels(),
                                {dims, in_view(qd), in_view(kd), in_view(vd), out_view(out), lse.data<float>()});
-  if (!any_requires_grad({q, k, v})) return out;
-  return record(kOp, {q, k, v}, out,
-                [dims, q_ = SavedTensor(qd, kOp), k_ = SavedTensor(kd, kOp), v_ = SavedTensor(vd, kOp),
-                 o_ = SavedTensor(out, kOp), lse](const Tensor& g, const std::vector<bool>& need) {
-                  const Tensor &q = q_.get(), &k = k_.get(), &v = v_.get(), &o = o_.get();
-                  const Tensor gd = dense_last(g);
-                  Tensor gq = need[0] ? empty_in_layout(q.shape(), q) : Tensor();
-                  Tensor gk = need[1] ? empty_in_layout(k.shape(), k) : Tensor();
-                  Tensor gv = need[2] ? empty_in_layout(v.shape(), v) : Tensor();
-                  cpu::flash_attention_backward(cpu::flash_attention_kernels(),
-                                                {dims, in_view(q), in_view(k), in_view(v), in_view(o), in_view(gd),
-                                                 lse.data<float>(), out_view(gq), out_view(gk), out_view(gv)});
-                  return std::vector<Tensor>{gq, gk, gv};
-                });
+  if (!any_requires_grad({q, k, v}))
+    return traced(trace_, "scaled_dot_product_attention", {q, k, v}, out,
+                             {{"causal", int64_t{causal ? 1 : 0}}});
+  return traced(
+      trace_, "scaled_dot_product_attention", {q, k, v},
+      record(kOp, {q, k, v}, out,
+             [dims, q_ = SavedTensor(qd, kOp), k_ = SavedTensor(kd, kOp), v_ = SavedTensor(vd, kOp),
+              o_ = SavedTensor(out, kOp), lse](const Tensor& g, const std::vector<bool>& need) {
+               const Tensor &q = q_.get(), &k = k_.get(), &v = v_.get(), &o = o_.get();
+               const Tensor gd = dense_last(g);
+               Tensor gq = need[0] ? empty_in_layout(q.shape(), q) : Tensor();
+               Tensor gk = need[1] ? empty_in_layout(k.shape(), k) : Tensor();
+               Tensor gv = need[2] ? empty_in_layout(v.shape(), v) : Tensor();
+               cpu::flash_attention_backward(cpu::flash_attention_kernels(),
+                                             {dims, in_view(q), in_view(k), in_view(v), in_view(o), in_view(gd),
+                                              lse.data<float>(), out_view(gq), out_view(gk), out_view(gv)});
+               return std::vector<Tensor>{gq, gk, gv};
+             }),
+      {{"causal", int64_t{causal ? 1 : 0}}});
 }
 
 Tensor scaled_dot_product_attention_materialized(const Tensor& q, const Tensor& k, const Tensor& v, bool causal) {

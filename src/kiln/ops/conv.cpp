@@ -12,6 +12,7 @@
 #include "kiln/ops/cpu/conv_algo.h"
 #include "kiln/ops/cpu/conv_kernels.h"
 #include "kiln/ops/nn_ops.h"
+#include "kiln/ops/trace.h"
 
 namespace kiln::ops {
 
@@ -77,6 +78,7 @@ double time_best_of_two(F&& fn) {
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt) {
+  TracedOp trace_;
   const cpu::ConvShape s = plan_conv(x, w, b, opt);
   Tensor xc = contiguous_raw(x), wc = contiguous_raw(w), bc = b.defined() ? contiguous_raw(b) : Tensor();
   Tensor out = Tensor::empty({s.N, s.O, s.OH(), s.OW()}, x.dtype());
@@ -107,42 +109,57 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
       cpu::im2col_conv_forward<double>(s, xc.data<double>(), wc.data<double>(), ptr<double>(bc), out.data<double>(),
                                        ptr<double>(keep));
   }
-  if (!track) return out;
-  return record("conv2d", inputs, out, [s, fwd, x_ = SavedTensor(xc, "conv2d"), w_ = SavedTensor(wc, "conv2d"), keep](
-                                           const Tensor& g, const std::vector<bool>& need) {
-    const Tensor& x = x_.get();
-    const Tensor& w = w_.get();
-    Tensor gc = contiguous_raw(g);
-    std::vector<Tensor> grads(need.size());
-    if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype());
-    if (need[1]) grads[1] = Tensor::empty(w.shape(), w.dtype());
-    if (need.size() > 2 && need[2]) grads[2] = Tensor::empty({s.O}, w.dtype());
-    const Tensor gb = grads.size() > 2 ? grads[2] : Tensor();
-    if (s.N == 0 || s.O == 0) {
-      for (auto& t : grads)
-        if (t.defined()) fill_raw(t, 0.0);
-      return grads;
-    }
-    if (x.dtype() == DType::f64) {
-      cpu::im2col_conv_backward<double>(s, x.data<double>(), w.data<double>(), gc.data<double>(), ptr<double>(grads[0]),
-                                        ptr<double>(grads[1]), ptr<double>(gb), ptr<double>(keep));
-      return grads;
-    }
-    const float *xd = x.data<float>(), *wd = w.data<float>(), *gy = gc.data<float>();
-    float *gx = ptr<float>(grads[0]), *gw = ptr<float>(grads[1]), *gbd = ptr<float>(gb);
-    ConvAlgo data = ConvAlgo::im2col, weights = ConvAlgo::im2col;
-    if (gx)
-      data = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::backward_data, [&](ConvAlgo c) {
-        return time_best_of_two([&] { cpu::conv_backward_data_f32(c, s, gy, wd, gx); });
-      });
-    if (gw)
-      weights = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::backward_weights, [&](ConvAlgo c) {
-        return time_best_of_two([&] { cpu::conv_backward_weights_f32(c, s, xd, gy, gw, gbd); });
-      });
-    const bool saved_ok = keep.defined() && cpu::conv_saved_elems(fwd, weights, s) == keep.numel();
-    cpu::conv_backward_f32(data, weights, s, xd, wd, gy, gx, gw, gbd, saved_ok ? keep.data<float>() : nullptr);
-    return grads;
-  });
+  if (!track)
+    return traced(
+        trace_, "conv2d", {x, w, b}, out,
+        {{"strides", std::vector<int64_t>{opt.stride[0], opt.stride[1]}},
+         {"pads", std::vector<int64_t>{opt.padding[0], opt.padding[1], opt.padding[0], opt.padding[1]}},
+         {"dilations", std::vector<int64_t>{opt.dilation[0], opt.dilation[1]}},
+         {"group", opt.groups}});
+  return traced(
+      trace_, "conv2d", {x, w, b},
+      record("conv2d", inputs, out,
+             [s, fwd, x_ = SavedTensor(xc, "conv2d"), w_ = SavedTensor(wc, "conv2d"), keep](
+                 const Tensor& g, const std::vector<bool>& need) {
+               const Tensor& x = x_.get();
+               const Tensor& w = w_.get();
+               Tensor gc = contiguous_raw(g);
+               std::vector<Tensor> grads(need.size());
+               if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype());
+               if (need[1]) grads[1] = Tensor::empty(w.shape(), w.dtype());
+               if (need.size() > 2 && need[2]) grads[2] = Tensor::empty({s.O}, w.dtype());
+               const Tensor gb = grads.size() > 2 ? grads[2] : Tensor();
+               if (s.N == 0 || s.O == 0) {
+                 for (auto& t : grads)
+                   if (t.defined()) fill_raw(t, 0.0);
+                 return grads;
+               }
+               if (x.dtype() == DType::f64) {
+                 cpu::im2col_conv_backward<double>(s, x.data<double>(), w.data<double>(), gc.data<double>(),
+                                                   ptr<double>(grads[0]), ptr<double>(grads[1]), ptr<double>(gb),
+                                                   ptr<double>(keep));
+                 return grads;
+               }
+               const float *xd = x.data<float>(), *wd = w.data<float>(), *gy = gc.data<float>();
+               float *gx = ptr<float>(grads[0]), *gw = ptr<float>(grads[1]), *gbd = ptr<float>(gb);
+               ConvAlgo data = ConvAlgo::im2col, weights = ConvAlgo::im2col;
+               if (gx)
+                 data = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::backward_data, [&](ConvAlgo c) {
+                   return time_best_of_two([&] { cpu::conv_backward_data_f32(c, s, gy, wd, gx); });
+                 });
+               if (gw)
+                 weights = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::backward_weights, [&](ConvAlgo c) {
+                   return time_best_of_two([&] { cpu::conv_backward_weights_f32(c, s, xd, gy, gw, gbd); });
+                 });
+               const bool saved_ok = keep.defined() && cpu::conv_saved_elems(fwd, weights, s) == keep.numel();
+               cpu::conv_backward_f32(data, weights, s, xd, wd, gy, gx, gw, gbd,
+                                      saved_ok ? keep.data<float>() : nullptr);
+               return grads;
+             }),
+      {{"strides", std::vector<int64_t>{opt.stride[0], opt.stride[1]}},
+       {"pads", std::vector<int64_t>{opt.padding[0], opt.padding[1], opt.padding[0], opt.padding[1]}},
+       {"dilations", std::vector<int64_t>{opt.dilation[0], opt.dilation[1]}},
+       {"group", opt.groups}});
 }
 
 }  // namespace kiln::ops

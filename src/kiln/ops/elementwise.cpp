@@ -8,6 +8,7 @@
 #include "kiln/ops/cpu/elementwise_loops.h"
 #include "kiln/ops/cpu/float_kernels.h"
 #include "kiln/ops/reduce.h"
+#include "kiln/ops/trace.h"
 
 namespace kiln::ops {
 
@@ -117,41 +118,58 @@ Tensor scalar_like(const Tensor& t, double v) {
 // ---------------------------------------------------------------- binary arithmetic
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  TracedOp trace_;
   Tensor out = binary_forward(BinaryOp::add, a, b);
-  return record("add", {a, b}, out, [a_ = InputMeta(a), b_ = InputMeta(b)](
-                                        const Tensor& g, const std::vector<bool>& need) -> std::vector<Tensor> {
-    return {need[0] ? grad_for(g, a_) : Tensor(), need[1] ? grad_for(g, b_) : Tensor()};
-  });
+  return traced(trace_, "add", {a, b},
+                           record("add", {a, b}, out,
+                                  [a_ = InputMeta(a), b_ = InputMeta(b)](
+                                      const Tensor& g, const std::vector<bool>& need) -> std::vector<Tensor> {
+                                    return {need[0] ? grad_for(g, a_) : Tensor(), need[1] ? grad_for(g, b_) : Tensor()};
+                                  }),
+                           {});
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  TracedOp trace_;
   Tensor out = binary_forward(BinaryOp::sub, a, b);
-  return record("sub", {a, b}, out, [a_ = InputMeta(a), b_ = InputMeta(b)](
-                                        const Tensor& g, const std::vector<bool>& need) -> std::vector<Tensor> {
-    return {need[0] ? grad_for(g, a_) : Tensor(), need[1] ? grad_for(neg(g), b_) : Tensor()};
-  });
+  return traced(
+      trace_, "sub", {a, b},
+      record("sub", {a, b}, out,
+             [a_ = InputMeta(a), b_ = InputMeta(b)](const Tensor& g,
+                                                    const std::vector<bool>& need) -> std::vector<Tensor> {
+               return {need[0] ? grad_for(g, a_) : Tensor(), need[1] ? grad_for(neg(g), b_) : Tensor()};
+             }),
+      {});
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  TracedOp trace_;
   Tensor out = binary_forward(BinaryOp::mul, a, b);
-  if (!any_requires_grad({a, b})) return out;
-  return record("mul", {a, b}, out, [a_ = SavedTensor(a, "mul"), b_ = SavedTensor(b, "mul")](
-                                        const Tensor& g, const std::vector<bool>& need) -> std::vector<Tensor> {
-    return {need[0] ? grad_for(mul(g, b_.get()), a_.get()) : Tensor(),
-            need[1] ? grad_for(mul(g, a_.get()), b_.get()) : Tensor()};
-  });
+  if (!any_requires_grad({a, b})) return traced(trace_, "mul", {a, b}, out, {});
+  return traced(trace_, "mul", {a, b},
+                           record("mul", {a, b}, out,
+                                  [a_ = SavedTensor(a, "mul"), b_ = SavedTensor(b, "mul")](
+                                      const Tensor& g, const std::vector<bool>& need) -> std::vector<Tensor> {
+                                    return {need[0] ? grad_for(mul(g, b_.get()), a_.get()) : Tensor(),
+                                            need[1] ? grad_for(mul(g, a_.get()), b_.get()) : Tensor()};
+                                  }),
+                           {});
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  TracedOp trace_;
   Tensor out = binary_forward(BinaryOp::div, a, b);
-  if (!any_requires_grad({a, b})) return out;
-  return record("div", {a, b}, out, [a_ = SavedTensor(a, "div"), b_ = SavedTensor(b, "div")](
-                                        const Tensor& g, const std::vector<bool>& need) -> std::vector<Tensor> {
-    const Tensor& a = a_.get();
-    const Tensor& b = b_.get();
-    return {need[0] ? grad_for(div(g, b), a) : Tensor(),
-            need[1] ? grad_for(neg(div(mul(g, a), mul(b, b))), b) : Tensor()};
-  });
+  if (!any_requires_grad({a, b})) return traced(trace_, "div", {a, b}, out, {});
+  return traced(trace_, "div", {a, b},
+                           record("div", {a, b}, out,
+                                  [a_ = SavedTensor(a, "div"), b_ = SavedTensor(b, "div")](
+                                      const Tensor& g, const std::vector<bool>& need) -> std::vector<Tensor> {
+                                    const Tensor& a = a_.get();
+                                    const Tensor& b = b_.get();
+                                    return {need[0] ? grad_for(div(g, b), a) : Tensor(),
+                                            need[1] ? grad_for(neg(div(mul(g, a), mul(b, b))), b) : Tensor()};
+                                  }),
+                           {});
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
@@ -397,8 +415,12 @@ Tensor unary_with_kernel_backward(UnaryOp op, UnaryBackwardOp bop, bool from_out
 }  // namespace
 
 Tensor neg(const Tensor& x) {
-  return record("neg", {x}, unary_forward(UnaryOp::neg, x, "neg"),
-                [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{neg(g)}; });
+  TracedOp trace_;
+  return traced(
+      trace_, "neg", {x},
+      record("neg", {x}, unary_forward(UnaryOp::neg, x, "neg"),
+             [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{neg(g)}; }),
+      {});
 }
 
 Tensor abs(const Tensor& x) {
@@ -412,26 +434,38 @@ Tensor abs(const Tensor& x) {
 }
 
 Tensor exp(const Tensor& x) {
+  TracedOp trace_;
   Tensor out = unary_forward(UnaryOp::exp, x, "exp");
-  if (!any_requires_grad({x})) return out;
-  return record("exp", {x}, out, [y_ = SavedTensor(out, "exp")](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{mul(g, y_.get())};
-  });
+  if (!any_requires_grad({x})) return traced(trace_, "exp", {x}, out, {});
+  return traced(trace_, "exp", {x},
+                           record("exp", {x}, out,
+                                  [y_ = SavedTensor(out, "exp")](const Tensor& g, const std::vector<bool>&) {
+                                    return std::vector<Tensor>{mul(g, y_.get())};
+                                  }),
+                           {});
 }
 
 Tensor log(const Tensor& x) {
+  TracedOp trace_;
   Tensor out = unary_forward(UnaryOp::log, x, "log");
-  return record("log", {x}, out, [x_ = SavedTensor(x, "log")](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{div(g, x_.get())};
-  });
+  return traced(trace_, "log", {x},
+                           record("log", {x}, out,
+                                  [x_ = SavedTensor(x, "log")](const Tensor& g, const std::vector<bool>&) {
+                                    return std::vector<Tensor>{div(g, x_.get())};
+                                  }),
+                           {});
 }
 
 Tensor sqrt(const Tensor& x) {
+  TracedOp trace_;
   Tensor out = unary_forward(UnaryOp::sqrt, x, "sqrt");
-  if (!any_requires_grad({x})) return out;
-  return record("sqrt", {x}, out, [y_ = SavedTensor(out, "sqrt")](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{div(mul(g, 0.5), y_.get())};
-  });
+  if (!any_requires_grad({x})) return traced(trace_, "sqrt", {x}, out, {});
+  return traced(trace_, "sqrt", {x},
+                           record("sqrt", {x}, out,
+                                  [y_ = SavedTensor(out, "sqrt")](const Tensor& g, const std::vector<bool>&) {
+                                    return std::vector<Tensor>{div(mul(g, 0.5), y_.get())};
+                                  }),
+                           {});
 }
 
 Tensor rsqrt(const Tensor& x) {
@@ -444,22 +478,37 @@ Tensor rsqrt(const Tensor& x) {
 }
 
 Tensor tanh(const Tensor& x) {
-  return unary_with_kernel_backward(UnaryOp::tanh, UnaryBackwardOp::tanh_from_out, true, x, "tanh");
+  TracedOp trace_;
+  return traced(trace_, "tanh", {x},
+                           unary_with_kernel_backward(UnaryOp::tanh, UnaryBackwardOp::tanh_from_out, true, x, "tanh"),
+                           {});
 }
 Tensor sigmoid(const Tensor& x) {
-  return unary_with_kernel_backward(UnaryOp::sigmoid, UnaryBackwardOp::sigmoid_from_out, true, x, "sigmoid");
+  TracedOp trace_;
+  return traced(
+      trace_, "sigmoid", {x},
+      unary_with_kernel_backward(UnaryOp::sigmoid, UnaryBackwardOp::sigmoid_from_out, true, x, "sigmoid"), {});
 }
 Tensor relu(const Tensor& x) {
-  if (!is_floating(x.dtype())) return unary_forward(UnaryOp::relu, x, "relu");
-  return unary_with_kernel_backward(UnaryOp::relu, UnaryBackwardOp::relu, false, x, "relu");
+  TracedOp trace_;
+  if (!is_floating(x.dtype()))
+    return traced(trace_, "relu", {x}, unary_forward(UnaryOp::relu, x, "relu"), {});
+  return traced(trace_, "relu", {x},
+                           unary_with_kernel_backward(UnaryOp::relu, UnaryBackwardOp::relu, false, x, "relu"), {});
 }
 Tensor relu_backward_from_output(const Tensor& g, const Tensor& y) {
   return unary_backward(UnaryBackwardOp::relu, g, y);
 }
 Tensor gelu(const Tensor& x, GeluApprox approx) {
+  TracedOp trace_;
   if (approx == GeluApprox::tanh)
-    return unary_with_kernel_backward(UnaryOp::gelu_tanh, UnaryBackwardOp::gelu_tanh, false, x, "gelu");
-  return unary_with_kernel_backward(UnaryOp::gelu, UnaryBackwardOp::gelu, false, x, "gelu");
+    return traced(
+        trace_, "gelu", {x},
+        unary_with_kernel_backward(UnaryOp::gelu_tanh, UnaryBackwardOp::gelu_tanh, false, x, "gelu"),
+        {{"approximate", std::string(approx == GeluApprox::tanh ? "tanh" : "none")}});
+  return traced(trace_, "gelu", {x},
+                           unary_with_kernel_backward(UnaryOp::gelu, UnaryBackwardOp::gelu, false, x, "gelu"),
+                           {{"approximate", std::string(approx == GeluApprox::tanh ? "tanh" : "none")}});
 }
 Tensor silu(const Tensor& x) {
   return unary_with_kernel_backward(UnaryOp::silu, UnaryBackwardOp::silu, false, x, "silu");

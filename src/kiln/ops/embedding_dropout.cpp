@@ -8,10 +8,12 @@
 #include "kiln/core/thread_pool.h"
 #include "kiln/ops/autograd_record.h"
 #include "kiln/ops/nn_ops.h"
+#include "kiln/ops/trace.h"
 
 namespace kiln::ops {
 
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
+  TracedOp trace_;
   KILN_CHECK(weight.dim() == 2, "embedding: weight must be 2-d (V, D), got ", shape_str(weight.shape()));
   KILN_CHECK_TYPE(is_floating(weight.dtype()), "embedding: weight must be floating point, got ",
                   dtype_name(weight.dtype()));
@@ -34,27 +36,30 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   parallel_for(0, n, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, D)), [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) std::memcpy(dst + i * row_bytes, src + ip[i] * row_bytes, row_bytes);
   });
-  return record("embedding", {weight}, out, [idx, V, D, dtype = weight.dtype()](const Tensor& g,
-                                                                                 const std::vector<bool>&) {
-    Tensor gc = contiguous_raw(g);
-    Tensor gw = Tensor::zeros({V, D}, dtype);
-    const int64_t n = idx.numel();
-    const int64_t* ip = idx.data<int64_t>();
-    dispatch_float(dtype, "embedding backward", [&]<typename T>() {
-      const T* gp = gc.data<T>();
-      T* o = gw.data<T>();
-      // Threads own column ranges and walk the indices in order: repeated ids accumulate in a fixed
-      // order, so the result does not depend on the thread count.
-      parallel_for(0, D, std::max<int64_t>(8, 65536 / std::max<int64_t>(1, n)), [&](int64_t c0, int64_t c1) {
-        for (int64_t i = 0; i < n; ++i) {
-          T* row = o + ip[i] * D;
-          const T* gr = gp + i * D;
-          for (int64_t c = c0; c < c1; ++c) row[c] += gr[c];
-        }
-      });
-    });
-    return std::vector<Tensor>{gw};
-  });
+  return traced(trace_, "embedding", {weight, indices},
+                           record("embedding", {weight}, out,
+                                  [idx, V, D, dtype = weight.dtype()](const Tensor& g, const std::vector<bool>&) {
+                                    Tensor gc = contiguous_raw(g);
+                                    Tensor gw = Tensor::zeros({V, D}, dtype);
+                                    const int64_t n = idx.numel();
+                                    const int64_t* ip = idx.data<int64_t>();
+                                    dispatch_float(dtype, "embedding backward", [&]<typename T>() {
+                                      const T* gp = gc.data<T>();
+                                      T* o = gw.data<T>();
+                                      // Threads own column ranges and walk the indices in order: repeated ids
+                                      // accumulate in a fixed order, so the result does not depend on the thread count.
+                                      parallel_for(0, D, std::max<int64_t>(8, 65536 / std::max<int64_t>(1, n)),
+                                                   [&](int64_t c0, int64_t c1) {
+                                                     for (int64_t i = 0; i < n; ++i) {
+                                                       T* row = o + ip[i] * D;
+                                                       const T* gr = gp + i * D;
+                                                       for (int64_t c = c0; c < c1; ++c) row[c] += gr[c];
+                                                     }
+                                                   });
+                                    });
+                                    return std::vector<Tensor>{gw};
+                                  }),
+                           {});
 }
 
 namespace {
@@ -83,8 +88,10 @@ void dropout_forward(const T* x, T* y, uint8_t* mask, int64_t n, uint64_t seed, 
 }  // namespace
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
+  TracedOp trace_;
   KILN_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability must be in [0, 1], got ", p);
-  if (!training || p == 0.0) return x;
+  if (!training || p == 0.0)
+    return traced(trace_, "dropout", {x}, x, {{"training", int64_t{training && p > 0 ? 1 : 0}}});
   KILN_CHECK_TYPE(x.dtype() == DType::f32 || x.dtype() == DType::f64, "dropout: expected f32 or f64, got ",
                   dtype_name(x.dtype()));
   Tensor xc = contiguous_raw(x);
@@ -102,20 +109,23 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
     dropout_forward<T>(xc.data<T>(), out.data<T>(), mask.data<uint8_t>(), n, seed, base, threshold,
                        static_cast<T>(scale));
   });
-  return record("dropout", {x}, out, [n, mask, scale](const Tensor& g, const std::vector<bool>&) {
-    Tensor gc = contiguous_raw(g);
-    Tensor gx = Tensor::empty(g.shape(), g.dtype());
-    dispatch_float(g.dtype(), "dropout backward", [&]<typename T>() {
-      const T* gp = gc.data<T>();
-      const uint8_t* m = mask.data<uint8_t>();
-      T* o = gx.data<T>();
-      const T s = static_cast<T>(scale);
-      parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) o[i] = gp[i] * (m[i] ? s : T(0));
-      });
-    });
-    return std::vector<Tensor>{gx};
-  });
+  return traced(trace_, "dropout", {x},
+                           record("dropout", {x}, out,
+                                  [n, mask, scale](const Tensor& g, const std::vector<bool>&) {
+                                    Tensor gc = contiguous_raw(g);
+                                    Tensor gx = Tensor::empty(g.shape(), g.dtype());
+                                    dispatch_float(g.dtype(), "dropout backward", [&]<typename T>() {
+                                      const T* gp = gc.data<T>();
+                                      const uint8_t* m = mask.data<uint8_t>();
+                                      T* o = gx.data<T>();
+                                      const T s = static_cast<T>(scale);
+                                      parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
+                                        for (int64_t i = lo; i < hi; ++i) o[i] = gp[i] * (m[i] ? s : T(0));
+                                      });
+                                    });
+                                    return std::vector<Tensor>{gx};
+                                  }),
+                           {{"training", int64_t{training && p > 0 ? 1 : 0}}});
 }
 
 }  // namespace kiln::ops

@@ -6,10 +6,12 @@
 #include "kiln/ops/autograd_record.h"
 #include "kiln/ops/elementwise.h"
 #include "kiln/ops/shape_ops.h"
+#include "kiln/ops/trace.h"
 
 namespace kiln::ops {
 
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
+  TracedOp trace_;
   KILN_CHECK(!xs.empty(), "cat: expected a non-empty list of tensors");
   for (size_t i = 0; i < xs.size(); ++i) KILN_CHECK(xs[i].defined(), "cat: tensor ", i, " is undefined");
   const Tensor& first = xs[0];
@@ -40,15 +42,18 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     sizes.push_back(n);
     dtypes.push_back(x.dtype());
   }
-  return record("cat", xs, out, [d, sizes, dtypes](const Tensor& g, const std::vector<bool>& need) {
-    std::vector<Tensor> grads(sizes.size());
-    int64_t start = 0;
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      if (need[i]) grads[i] = to(slice(g, d, start, start + sizes[i]), dtypes[i]);
-      start += sizes[i];
-    }
-    return grads;
-  });
+  return traced(trace_, "cat", xs,
+                           record("cat", xs, out,
+                                  [d, sizes, dtypes](const Tensor& g, const std::vector<bool>& need) {
+                                    std::vector<Tensor> grads(sizes.size());
+                                    int64_t start = 0;
+                                    for (size_t i = 0; i < sizes.size(); ++i) {
+                                      if (need[i]) grads[i] = to(slice(g, d, start, start + sizes[i]), dtypes[i]);
+                                      start += sizes[i];
+                                    }
+                                    return grads;
+                                  }),
+                           {{"axis", dim}});
 }
 
 Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {

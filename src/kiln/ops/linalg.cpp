@@ -8,6 +8,7 @@
 #include "kiln/ops/elementwise.h"
 #include "kiln/ops/reduce.h"
 #include "kiln/ops/shape_ops.h"
+#include "kiln/ops/trace.h"
 
 namespace kiln::ops {
 
@@ -92,30 +93,38 @@ void check_float_pair(const char* op, const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  TracedOp trace_;
   check_float_pair("matmul", a, b);
   KILN_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands need at least 1 dim, got ", shape_str(a.shape()),
              " @ ", shape_str(b.shape()));
-  if (a.dim() == 1 && b.dim() == 1) return reshape(matmul(unsqueeze(a, 0), unsqueeze(b, 1)), {});  // dot product
-  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
-  if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
+  if (a.dim() == 1 && b.dim() == 1)
+    return traced(trace_, "matmul", {a, b}, reshape(matmul(unsqueeze(a, 0), unsqueeze(b, 1)), {}),
+                             {});  // dot product
+  if (a.dim() == 1) return traced(trace_, "matmul", {a, b}, squeeze(matmul(unsqueeze(a, 0), b), -2), {});
+  if (b.dim() == 1) return traced(trace_, "matmul", {a, b}, squeeze(matmul(a, unsqueeze(b, 1)), -1), {});
   Tensor out = matmul_nd(a, b, Tensor());
-  if (!any_requires_grad({a, b})) return out;
-  return record("matmul", {a, b}, out, [a_ = SavedTensor(a, "matmul"), b_ = SavedTensor(b, "matmul")](
-                                           const Tensor& g, const std::vector<bool>& need) {
-    const Tensor& a = a_.get();
-    const Tensor& b = b_.get();
-    Tensor ga, gb;
-    if (need[0]) ga = reduce_to_shape(matmul(g, transpose(b, -1, -2)), a.shape());
-    if (need[1]) gb = reduce_to_shape(matmul(transpose(a, -1, -2), g), b.shape());
-    return std::vector<Tensor>{ga, gb};
-  });
+  if (!any_requires_grad({a, b})) return traced(trace_, "matmul", {a, b}, out, {});
+  return traced(trace_, "matmul", {a, b},
+                           record("matmul", {a, b}, out,
+                                  [a_ = SavedTensor(a, "matmul"), b_ = SavedTensor(b, "matmul")](
+                                      const Tensor& g, const std::vector<bool>& need) {
+                                    const Tensor& a = a_.get();
+                                    const Tensor& b = b_.get();
+                                    Tensor ga, gb;
+                                    if (need[0]) ga = reduce_to_shape(matmul(g, transpose(b, -1, -2)), a.shape());
+                                    if (need[1]) gb = reduce_to_shape(matmul(transpose(a, -1, -2), g), b.shape());
+                                    return std::vector<Tensor>{ga, gb};
+                                  }),
+                           {});
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  return linear_act(x, w, b, LinearActivation::none);
+  TracedOp trace_;
+  return traced(trace_, "linear", {x, w, b}, linear_act(x, w, b, LinearActivation::none), {});
 }
 
 Tensor linear_act(const Tensor& x, const Tensor& w, const Tensor& b, LinearActivation act) {
+  TracedOp trace_;
   check_float_pair("linear", x, w);
   KILN_CHECK(w.dim() == 2, "linear: weight must be 2-d (out, in), got ", shape_str(w.shape()));
   KILN_CHECK(x.dim() >= 1 && x.shape().back() == w.shape()[1], "linear: input ", shape_str(x.shape()),
@@ -130,7 +139,12 @@ Tensor linear_act(const Tensor& x, const Tensor& w, const Tensor& b, LinearActiv
   if (b.defined()) inputs.push_back(b);
   const bool grad = any_requires_grad(inputs);
   if (grad && (act == LinearActivation::gelu || act == LinearActivation::gelu_tanh))
-    return gelu(linear(x, w, b), act == LinearActivation::gelu ? GeluApprox::none : GeluApprox::tanh);
+    return traced(trace_, "linear_act", {x, w, b},
+                             gelu(linear(x, w, b), act == LinearActivation::gelu ? GeluApprox::none : GeluApprox::tanh),
+                             {{"activation", std::string(act == LinearActivation::relu        ? "relu"
+                                                         : act == LinearActivation::gelu      ? "gelu"
+                                                         : act == LinearActivation::gelu_tanh ? "gelu_tanh"
+                                                                                              : "none")}});
   // Fold leading dims into rows: one GEMM with the bias (and activation) fused.
   Shape out_shape = x.shape();
   out_shape.back() = w.shape()[0];
@@ -139,24 +153,36 @@ Tensor linear_act(const Tensor& x, const Tensor& w, const Tensor& b, LinearActiv
   Tensor wt = w.as_strided({w.shape()[1], w.shape()[0]}, {w.strides()[1], w.strides()[0]}, w.offset());
   Tensor out = matmul_nd(x2, wt, b, act);
   out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
-  if (!grad) return out;
+  if (!grad)
+    return traced(trace_, "linear_act", {x, w, b}, out,
+                             {{"activation", std::string(act == LinearActivation::relu        ? "relu"
+                                                         : act == LinearActivation::gelu      ? "gelu"
+                                                         : act == LinearActivation::gelu_tanh ? "gelu_tanh"
+                                                                                              : "none")}});
   const bool relu_fused = act == LinearActivation::relu;
   // The ReLU mask comes from the output, saved without a copy (an in-place edit of it later is
   // caught by its version counter).
-  return record(relu_fused ? "linear_relu" : "linear", inputs, out,
-                [x_ = SavedTensor(x2c, "linear"), w_ = SavedTensor(w, "linear"),
-                 y_ = relu_fused ? SavedTensor(out, "linear_relu") : SavedTensor(), relu_fused,
-                 in_shape = x.shape()](const Tensor& g, const std::vector<bool>& need) {
-    const Tensor& x = x_.get();
-    const Tensor& w = w_.get();
-    int64_t out_f = w.shape()[0], in_f = w.shape()[1];
-    Tensor g2 = reshape(relu_fused ? relu_backward_from_output(contiguous(g), y_.get()) : contiguous(g), {-1, out_f});
-    std::vector<Tensor> grads(need.size());
-    if (need[0]) grads[0] = reshape(matmul(g2, w), in_shape);
-    if (need[1]) grads[1] = matmul(transpose(g2, 0, 1), reshape(x, {-1, in_f}));
-    if (need.size() > 2 && need[2]) grads[2] = sum(g2, {0});
-    return grads;
-  });
+  return traced(trace_, "linear_act", {x, w, b},
+                           record(relu_fused ? "linear_relu" : "linear", inputs, out,
+                                  [x_ = SavedTensor(x2c, "linear"), w_ = SavedTensor(w, "linear"),
+                                   y_ = relu_fused ? SavedTensor(out, "linear_relu") : SavedTensor(), relu_fused,
+                                   in_shape = x.shape()](const Tensor& g, const std::vector<bool>& need) {
+                                    const Tensor& x = x_.get();
+                                    const Tensor& w = w_.get();
+                                    int64_t out_f = w.shape()[0], in_f = w.shape()[1];
+                                    Tensor g2 = reshape(
+                                        relu_fused ? relu_backward_from_output(contiguous(g), y_.get()) : contiguous(g),
+                                        {-1, out_f});
+                                    std::vector<Tensor> grads(need.size());
+                                    if (need[0]) grads[0] = reshape(matmul(g2, w), in_shape);
+                                    if (need[1]) grads[1] = matmul(transpose(g2, 0, 1), reshape(x, {-1, in_f}));
+                                    if (need.size() > 2 && need[2]) grads[2] = sum(g2, {0});
+                                    return grads;
+                                  }),
+                           {{"activation", std::string(act == LinearActivation::relu        ? "relu"
+                                                       : act == LinearActivation::gelu      ? "gelu"
+                                                       : act == LinearActivation::gelu_tanh ? "gelu_tanh"
+                                                                                            : "none")}});
 }
 
 }  // namespace kiln::ops

@@ -10,6 +10,7 @@
 #include "kiln/ops/autograd_record.h"
 #include "kiln/ops/cpu/row_kernels.h"
 #include "kiln/ops/nn_ops.h"
+#include "kiln/ops/trace.h"
 
 namespace kiln::ops {
 
@@ -112,6 +113,7 @@ void bn_backward_apply(const BnDims& d, const T* x, const T* g, const T* mean, c
 
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                   Tensor running_var, bool training, double momentum, double eps) {
+  TracedOp trace_;
   KILN_CHECK(x.dim() >= 2, "batch_norm: expected input (N, C, ...) with at least 2 dims, got ", shape_str(x.shape()));
   KILN_CHECK_TYPE(x.dtype() == DType::f32 || x.dtype() == DType::f64, "batch_norm: expected f32 or f64, got ",
                   dtype_name(x.dtype()));
@@ -180,47 +182,53 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
   std::vector<Tensor> used;
   for (const auto& t : inputs)
     if (t.defined()) used.push_back(t);
-  if (!any_requires_grad(used)) return out;
+  if (!any_requires_grad(used))
+    return traced(trace_, "batch_norm", {x, weight, bias, running_mean, running_var}, out,
+                             {{"epsilon", eps}, {"training", int64_t{training ? 1 : 0}}});
   const bool has_w = weight.defined(), has_b = bias.defined();
-  return record("batch_norm", used, out,
-                [d, training, has_w, has_b, x_ = SavedTensor(xc, "batch_norm"),
-                 w_ = has_w ? SavedTensor(contiguous_raw(weight), "batch_norm") : SavedTensor(), mean_t, rstd_t](
-                    const Tensor& g, const std::vector<bool>& need) {
-                  const Tensor& x = x_.get();
-                  Tensor gc = contiguous_raw(g);
-                  Tensor gx = need[0] ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
-                  Tensor gw = has_w && need[1] ? Tensor::empty({d.C}, x.dtype()) : Tensor();
-                  Tensor gb = has_b && need[has_w ? 2 : 1] ? Tensor::empty({d.C}, x.dtype()) : Tensor();
-                  dispatch_float(x.dtype(), "batch_norm backward", [&]<typename T>() {
-                    const T* mean = mean_t.data<T>();
-                    const T* rstd = rstd_t.data<T>();
-                    std::vector<double> sg(d.C), sgx(d.C);
-                    bn_grad_sums<T>(d, x.data<T>(), gc.data<T>(), mean, rstd, sg.data(), sgx.data());
-                    if (gw.defined())
-                      for (int64_t c = 0; c < d.C; ++c) gw.data<T>()[c] = static_cast<T>(sgx[c]);
-                    if (gb.defined())
-                      for (int64_t c = 0; c < d.C; ++c) gb.data<T>()[c] = static_cast<T>(sg[c]);
-                    if (!gx.defined()) return;
-                    const T* w = has_w ? w_.get().template data<T>() : nullptr;
-                    std::vector<T> k(d.C), mg(d.C), mgx(d.C);
-                    const double M = static_cast<double>(d.N * d.S);
-                    for (int64_t c = 0; c < d.C; ++c) {
-                      k[c] = static_cast<T>(rstd[c] * (w ? w[c] : T(1)));
-                      mg[c] = training ? static_cast<T>(sg[c] / M) : T(0);
-                      mgx[c] = training ? static_cast<T>(sgx[c] / M) : T(0);
-                    }
-                    bn_backward_apply<T>(d, x.data<T>(), gc.data<T>(), mean, rstd, k.data(), mg.data(), mgx.data(),
-                                         gx.data<T>());
-                  });
-                  std::vector<Tensor> grads{gx};
-                  if (has_w) grads.push_back(gw);
-                  if (has_b) grads.push_back(gb);
-                  return grads;
-                });
+  return traced(trace_, "batch_norm", {x, weight, bias, running_mean, running_var},
+                           record("batch_norm", used, out,
+                                  [d, training, has_w, has_b, x_ = SavedTensor(xc, "batch_norm"),
+                                   w_ = has_w ? SavedTensor(contiguous_raw(weight), "batch_norm") : SavedTensor(),
+                                   mean_t, rstd_t](const Tensor& g, const std::vector<bool>& need) {
+                                    const Tensor& x = x_.get();
+                                    Tensor gc = contiguous_raw(g);
+                                    Tensor gx = need[0] ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
+                                    Tensor gw = has_w && need[1] ? Tensor::empty({d.C}, x.dtype()) : Tensor();
+                                    Tensor gb =
+                                        has_b && need[has_w ? 2 : 1] ? Tensor::empty({d.C}, x.dtype()) : Tensor();
+                                    dispatch_float(x.dtype(), "batch_norm backward", [&]<typename T>() {
+                                      const T* mean = mean_t.data<T>();
+                                      const T* rstd = rstd_t.data<T>();
+                                      std::vector<double> sg(d.C), sgx(d.C);
+                                      bn_grad_sums<T>(d, x.data<T>(), gc.data<T>(), mean, rstd, sg.data(), sgx.data());
+                                      if (gw.defined())
+                                        for (int64_t c = 0; c < d.C; ++c) gw.data<T>()[c] = static_cast<T>(sgx[c]);
+                                      if (gb.defined())
+                                        for (int64_t c = 0; c < d.C; ++c) gb.data<T>()[c] = static_cast<T>(sg[c]);
+                                      if (!gx.defined()) return;
+                                      const T* w = has_w ? w_.get().template data<T>() : nullptr;
+                                      std::vector<T> k(d.C), mg(d.C), mgx(d.C);
+                                      const double M = static_cast<double>(d.N * d.S);
+                                      for (int64_t c = 0; c < d.C; ++c) {
+                                        k[c] = static_cast<T>(rstd[c] * (w ? w[c] : T(1)));
+                                        mg[c] = training ? static_cast<T>(sg[c] / M) : T(0);
+                                        mgx[c] = training ? static_cast<T>(sgx[c] / M) : T(0);
+                                      }
+                                      bn_backward_apply<T>(d, x.data<T>(), gc.data<T>(), mean, rstd, k.data(),
+                                                           mg.data(), mgx.data(), gx.data<T>());
+                                    });
+                                    std::vector<Tensor> grads{gx};
+                                    if (has_w) grads.push_back(gw);
+                                    if (has_b) grads.push_back(gb);
+                                    return grads;
+                                  }),
+                           {{"epsilon", eps}, {"training", int64_t{training ? 1 : 0}}});
 }
 
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
+  TracedOp trace_;
   const int64_t nd = static_cast<int64_t>(normalized_shape.size());
   KILN_CHECK(nd >= 1 && x.dim() >= nd &&
                  Shape(x.shape().end() - nd, x.shape().end()) == normalized_shape,
@@ -253,56 +261,61 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   std::vector<Tensor> used{x};
   if (weight.defined()) used.push_back(weight);
   if (bias.defined()) used.push_back(bias);
-  if (!any_requires_grad(used)) return out;
+  if (!any_requires_grad(used))
+    return traced(trace_, "layer_norm", {x, weight, bias}, out,
+                             {{"axis", x.dim() - static_cast<int64_t>(normalized_shape.size())}, {"epsilon", eps}});
   const bool has_w = weight.defined(), has_b = bias.defined();
-  return record("layer_norm", used, out,
-                [rows, D, grain, has_w, has_b, x_ = SavedTensor(xc, "layer_norm"),
-                 w_ = has_w ? SavedTensor(wc, "layer_norm") : SavedTensor(), mean, rstd,
-                 wshape = normalized_shape](const Tensor& g, const std::vector<bool>& need) {
-                  const Tensor& x = x_.get();
-                  Tensor gc = contiguous_raw(g);
-                  std::vector<Tensor> grads(need.size());
-                  const bool need_w = has_w && need[1], need_b = has_b && need[has_w ? 2 : 1];
-                  dispatch_float(x.dtype(), "layer_norm backward", [&]<typename T>() {
-                    const T* xp = x.data<T>();
-                    const T* gp = gc.data<T>();
-                    const T* mp = mean.data<T>();
-                    const T* rp = rstd.data<T>();
-                    if (need[0]) {
-                      Tensor gx = Tensor::empty(x.shape(), x.dtype());
-                      const T* w = has_w ? w_.get().template data<T>() : nullptr;
-                      T* o = gx.data<T>();
-                      parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
-                        cpu::layer_norm_backward_rows<T>(xp + lo * D, gp + lo * D, w, mp + lo, rp + lo, o + lo * D,
-                                                         hi - lo, D);
-                      });
-                      grads[0] = gx;
-                    }
-                    if (!need_w && !need_b) return;
-                    // Fixed row chunks (independent of the thread count), partials summed in order.
-                    const int64_t chunk = std::max<int64_t>(64, (rows + 255) / 256);
-                    const int64_t nchunks = num_chunks(rows, chunk);
-                    std::vector<T> pw(need_w ? nchunks * D : 0, T(0)), pb(need_b ? nchunks * D : 0, T(0));
-                    parallel_for(0, nchunks, 1, [&](int64_t lo, int64_t hi) {
-                      for (int64_t c = lo; c < hi; ++c) {
-                        const int64_t r0 = c * chunk, r1 = std::min(rows, r0 + chunk);
-                        cpu::layer_norm_param_grad_rows<T>(xp + r0 * D, gp + r0 * D, mp + r0, rp + r0,
-                                                           need_w ? pw.data() + c * D : nullptr,
-                                                           need_b ? pb.data() + c * D : nullptr, r1 - r0, D);
-                      }
-                    });
-                    auto reduce = [&](const std::vector<T>& part) {
-                      Tensor t = Tensor::zeros(wshape, x.dtype());
-                      T* o = t.data<T>();
-                      for (int64_t c = 0; c < nchunks; ++c)
-                        for (int64_t i = 0; i < D; ++i) o[i] += part[c * D + i];
-                      return t;
-                    };
-                    if (need_w) grads[1] = reduce(pw);
-                    if (need_b) grads[has_w ? 2 : 1] = reduce(pb);
-                  });
-                  return grads;
-                });
+  return traced(
+      trace_, "layer_norm", {x, weight, bias},
+      record("layer_norm", used, out,
+             [rows, D, grain, has_w, has_b, x_ = SavedTensor(xc, "layer_norm"),
+              w_ = has_w ? SavedTensor(wc, "layer_norm") : SavedTensor(), mean, rstd,
+              wshape = normalized_shape](const Tensor& g, const std::vector<bool>& need) {
+               const Tensor& x = x_.get();
+               Tensor gc = contiguous_raw(g);
+               std::vector<Tensor> grads(need.size());
+               const bool need_w = has_w && need[1], need_b = has_b && need[has_w ? 2 : 1];
+               dispatch_float(x.dtype(), "layer_norm backward", [&]<typename T>() {
+                 const T* xp = x.data<T>();
+                 const T* gp = gc.data<T>();
+                 const T* mp = mean.data<T>();
+                 const T* rp = rstd.data<T>();
+                 if (need[0]) {
+                   Tensor gx = Tensor::empty(x.shape(), x.dtype());
+                   const T* w = has_w ? w_.get().template data<T>() : nullptr;
+                   T* o = gx.data<T>();
+                   parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
+                     cpu::layer_norm_backward_rows<T>(xp + lo * D, gp + lo * D, w, mp + lo, rp + lo, o + lo * D,
+                                                      hi - lo, D);
+                   });
+                   grads[0] = gx;
+                 }
+                 if (!need_w && !need_b) return;
+                 // Fixed row chunks (independent of the thread count), partials summed in order.
+                 const int64_t chunk = std::max<int64_t>(64, (rows + 255) / 256);
+                 const int64_t nchunks = num_chunks(rows, chunk);
+                 std::vector<T> pw(need_w ? nchunks * D : 0, T(0)), pb(need_b ? nchunks * D : 0, T(0));
+                 parallel_for(0, nchunks, 1, [&](int64_t lo, int64_t hi) {
+                   for (int64_t c = lo; c < hi; ++c) {
+                     const int64_t r0 = c * chunk, r1 = std::min(rows, r0 + chunk);
+                     cpu::layer_norm_param_grad_rows<T>(xp + r0 * D, gp + r0 * D, mp + r0, rp + r0,
+                                                        need_w ? pw.data() + c * D : nullptr,
+                                                        need_b ? pb.data() + c * D : nullptr, r1 - r0, D);
+                   }
+                 });
+                 auto reduce = [&](const std::vector<T>& part) {
+                   Tensor t = Tensor::zeros(wshape, x.dtype());
+                   T* o = t.data<T>();
+                   for (int64_t c = 0; c < nchunks; ++c)
+                     for (int64_t i = 0; i < D; ++i) o[i] += part[c * D + i];
+                   return t;
+                 };
+                 if (need_w) grads[1] = reduce(pw);
+                 if (need_b) grads[has_w ? 2 : 1] = reduce(pb);
+               });
+               return grads;
+             }),
+      {{"axis", x.dim() - static_cast<int64_t>(normalized_shape.size())}, {"epsilon", eps}});
 }
 
 }  // namespace kiln::ops

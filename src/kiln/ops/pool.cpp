@@ -13,6 +13,7 @@
 #include "kiln/core/thread_pool.h"
 #include "kiln/ops/autograd_record.h"
 #include "kiln/ops/nn_ops.h"
+#include "kiln/ops/trace.h"
 
 namespace kiln::ops {
 
@@ -233,6 +234,7 @@ void adaptive_avg(const PoolPlan& p, const T* src_all, T* dst_all) {
 
 Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride,
                   std::array<int64_t, 2> padding) {
+  TracedOp trace_;
   const PoolPlan p = plan_pool("max_pool2d", x, kernel, stride, padding);
   Tensor xc = contiguous_raw(x);
   Tensor out = Tensor::empty(p.out_shape, x.dtype());
@@ -240,32 +242,47 @@ Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int
   dispatch_float(x.dtype(), "max_pool2d", [&]<typename T>() {
     max_pool_forward<T>(p, xc.data<T>(), out.data<T>(), idx.data<int32_t>());
   });
-  return record("max_pool2d", {x}, out, [p, idx, in_shape = x.shape()](const Tensor& g, const std::vector<bool>&) {
-    Tensor gc = contiguous_raw(g);
-    Tensor gx = Tensor::empty(in_shape, g.dtype());
-    dispatch_float(g.dtype(), "max_pool2d backward", [&]<typename T>() {
-      max_pool_backward<T>(p, gc.data<T>(), idx.data<int32_t>(), gx.data<T>());
-    });
-    return std::vector<Tensor>{gx};
-  });
+  return traced(
+      trace_, "max_pool2d", {x},
+      record("max_pool2d", {x}, out,
+             [p, idx, in_shape = x.shape()](const Tensor& g, const std::vector<bool>&) {
+               Tensor gc = contiguous_raw(g);
+               Tensor gx = Tensor::empty(in_shape, g.dtype());
+               dispatch_float(g.dtype(), "max_pool2d backward", [&]<typename T>() {
+                 max_pool_backward<T>(p, gc.data<T>(), idx.data<int32_t>(), gx.data<T>());
+               });
+               return std::vector<Tensor>{gx};
+             }),
+      {{"kernel_shape", std::vector<int64_t>{kernel[0], kernel[1]}},
+       {"strides", std::vector<int64_t>{stride[0] ? stride[0] : kernel[0], stride[1] ? stride[1] : kernel[1]}},
+       {"pads", std::vector<int64_t>{padding[0], padding[1], padding[0], padding[1]}}});
 }
 
 Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride,
                   std::array<int64_t, 2> padding) {
+  TracedOp trace_;
   const PoolPlan p = plan_pool("avg_pool2d", x, kernel, stride, padding);
   Tensor xc = contiguous_raw(x);
   Tensor out = Tensor::empty(p.out_shape, x.dtype());
   dispatch_float(x.dtype(), "avg_pool2d", [&]<typename T>() { avg_pool_forward<T>(p, xc.data<T>(), out.data<T>()); });
-  return record("avg_pool2d", {x}, out, [p, in_shape = x.shape()](const Tensor& g, const std::vector<bool>&) {
-    Tensor gc = contiguous_raw(g);
-    Tensor gx = Tensor::empty(in_shape, g.dtype());
-    dispatch_float(g.dtype(), "avg_pool2d backward",
-                   [&]<typename T>() { avg_pool_backward<T>(p, gc.data<T>(), gx.data<T>()); });
-    return std::vector<Tensor>{gx};
-  });
+  return traced(
+      trace_, "avg_pool2d", {x},
+      record("avg_pool2d", {x}, out,
+             [p, in_shape = x.shape()](const Tensor& g, const std::vector<bool>&) {
+               Tensor gc = contiguous_raw(g);
+               Tensor gx = Tensor::empty(in_shape, g.dtype());
+               dispatch_float(g.dtype(), "avg_pool2d backward",
+                              [&]<typename T>() { avg_pool_backward<T>(p, gc.data<T>(), gx.data<T>()); });
+               return std::vector<Tensor>{gx};
+             }),
+      {{"kernel_shape", std::vector<int64_t>{kernel[0], kernel[1]}},
+       {"strides", std::vector<int64_t>{stride[0] ? stride[0] : kernel[0], stride[1] ? stride[1] : kernel[1]}},
+       {"pads", std::vector<int64_t>{padding[0], padding[1], padding[0], padding[1]}},
+       {"count_include_pad", int64_t{1}}});
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size) {
+  TracedOp trace_;
   KILN_CHECK(output_size[0] >= 1 && output_size[1] >= 1, "adaptive_avg_pool2d: output size must be positive, got [",
              output_size[0], ", ", output_size[1], "]");
   PoolPlan p = plan_pool("adaptive_avg_pool2d", x, {1, 1}, {1, 1}, {0, 0});
@@ -277,13 +294,17 @@ Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size) 
   Tensor out = Tensor::empty(p.out_shape, x.dtype());
   dispatch_float(x.dtype(), "adaptive_avg_pool2d",
                  [&]<typename T>() { adaptive_avg<T, false>(p, xc.data<T>(), out.data<T>()); });
-  return record("adaptive_avg_pool2d", {x}, out, [p, in_shape = x.shape()](const Tensor& g, const std::vector<bool>&) {
-    Tensor gc = contiguous_raw(g);
-    Tensor gx = Tensor::empty(in_shape, g.dtype());
-    dispatch_float(g.dtype(), "adaptive_avg_pool2d backward",
-                   [&]<typename T>() { adaptive_avg<T, true>(p, gc.data<T>(), gx.data<T>()); });
-    return std::vector<Tensor>{gx};
-  });
+  return traced(trace_, "adaptive_avg_pool2d", {x},
+                           record("adaptive_avg_pool2d", {x}, out,
+                                  [p, in_shape = x.shape()](const Tensor& g, const std::vector<bool>&) {
+                                    Tensor gc = contiguous_raw(g);
+                                    Tensor gx = Tensor::empty(in_shape, g.dtype());
+                                    dispatch_float(g.dtype(), "adaptive_avg_pool2d backward", [&]<typename T>() {
+                                      adaptive_avg<T, true>(p, gc.data<T>(), gx.data<T>());
+                                    });
+                                    return std::vector<Tensor>{gx};
+                                  }),
+                           {{"output_size", std::vector<int64_t>{output_size[0], output_size[1]}}});
 }
 
 }  // namespace kiln::ops

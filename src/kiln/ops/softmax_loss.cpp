@@ -13,6 +13,7 @@
 #include "kiln/ops/nn_ops.h"
 #include "kiln/ops/reduce.h"
 #include "kiln/ops/shape_ops.h"
+#include "kiln/ops/trace.h"
 
 namespace kiln::ops {
 
@@ -157,8 +158,14 @@ std::pair<std::vector<T>, int64_t> row_scale(const Tensor& g, Reduction red, dou
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t dim) { return softmax_common(x, dim, false, "softmax"); }
-Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_common(x, dim, true, "log_softmax"); }
+Tensor softmax(const Tensor& x, int64_t dim) {
+  TracedOp trace_;
+  return traced(trace_, "softmax", {x}, softmax_common(x, dim, false, "softmax"), {{"axis", dim}});
+}
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  TracedOp trace_;
+  return traced(trace_, "log_softmax", {x}, softmax_common(x, dim, true, "log_softmax"), {{"axis", dim}});
+}
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& opt) {
   const ClassLayout l = class_layout("cross_entropy", logits, target);

@@ -7,6 +7,7 @@
 #include "kiln/ops/elementwise.h"
 #include "kiln/ops/reduce.h"
 #include "kiln/ops/shape_ops.h"
+#include "kiln/ops/trace.h"
 
 namespace kiln::ops {
 
@@ -71,21 +72,27 @@ std::optional<Strides> view_strides(const Shape& old_shape, const Strides& old_s
 }  // namespace
 
 Tensor reshape(const Tensor& x, const Shape& requested) {
+  TracedOp trace_;
   Shape shape = infer_shape(requested, x.numel(), x.shape());
-  if (shape == x.shape()) return x;
+  if (shape == x.shape()) return traced(trace_, "reshape", {x}, x, {{"shape", requested}});
   Tensor out;
   if (auto st = view_strides(x.shape(), x.strides(), shape))
     out = x.as_strided(shape, *st, x.offset());
   else
     out = contiguous_raw(x).as_strided(shape, contiguous_strides(shape), 0).detach();
   Shape in_shape = x.shape();
-  return record("reshape", {x}, out, [in_shape](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{reshape(g, in_shape)};
-  });
+  return traced(trace_, "reshape", {x},
+                           record("reshape", {x}, out,
+                                  [in_shape](const Tensor& g, const std::vector<bool>&) {
+                                    return std::vector<Tensor>{reshape(g, in_shape)};
+                                  }),
+                           {{"shape", requested}});
 }
 
 Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
-  if (x.dim() == 0) return reshape(x, {1});
+  TracedOp trace_;
+  if (x.dim() == 0)
+    return traced(trace_, "flatten", {x}, reshape(x, {1}), {{"start_dim", start_dim}, {"end_dim", end_dim}});
   int64_t s = wrap_dim(start_dim, x.dim(), "flatten"), e = wrap_dim(end_dim, x.dim(), "flatten");
   KILN_CHECK(s <= e, "flatten: start_dim ", start_dim, " is after end_dim ", end_dim);
   Shape shape(x.shape().begin(), x.shape().begin() + s);
@@ -93,25 +100,29 @@ Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
   for (int64_t d = s; d <= e; ++d) n *= x.shape()[d];
   shape.push_back(n);
   shape.insert(shape.end(), x.shape().begin() + e + 1, x.shape().end());
-  return reshape(x, shape);
+  return traced(trace_, "flatten", {x}, reshape(x, shape), {{"start_dim", start_dim}, {"end_dim", end_dim}});
 }
 
 Tensor squeeze(const Tensor& x, int64_t dim) {
+  TracedOp trace_;
   int64_t d = wrap_dim(dim, x.dim(), "squeeze");
-  if (x.dim() == 0 || x.shape()[d] != 1) return x;
+  if (x.dim() == 0 || x.shape()[d] != 1)
+    return traced(trace_, "squeeze", {x}, x, {{"axes", std::vector<int64_t>{dim}}});
   Shape s = x.shape();
   s.erase(s.begin() + d);
-  return reshape(x, s);
+  return traced(trace_, "squeeze", {x}, reshape(x, s), {{"axes", std::vector<int64_t>{dim}}});
 }
 
 Tensor unsqueeze(const Tensor& x, int64_t dim) {
+  TracedOp trace_;
   int64_t d = wrap_dim(dim, x.dim() + 1, "unsqueeze");
   Shape s = x.shape();
   s.insert(s.begin() + d, 1);
-  return reshape(x, s);
+  return traced(trace_, "unsqueeze", {x}, reshape(x, s), {{"axes", std::vector<int64_t>{dim}}});
 }
 
 Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
+  TracedOp trace_;
   KILN_CHECK(static_cast<int64_t>(dims.size()) == x.dim(), "permute: got ", dims.size(),
              " dims for a tensor with ", x.dim(), " dims");
   Shape shape(dims.size());
@@ -125,19 +136,23 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
     strides[i] = x.strides()[d];
   }
   Tensor out = x.as_strided(shape, strides, x.offset());
-  return record("permute", {x}, out, [inverse](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{permute(g, inverse)};
-  });
+  return traced(
+      trace_, "permute", {x},
+      record("permute", {x}, out,
+             [inverse](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{permute(g, inverse)}; }),
+      {{"perm", dims}});
 }
 
 Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1) {
+  TracedOp trace_;
   std::vector<int64_t> dims(x.dim());
   std::iota(dims.begin(), dims.end(), 0);
   std::swap(dims[wrap_dim(dim0, x.dim(), "transpose")], dims[wrap_dim(dim1, x.dim(), "transpose")]);
-  return permute(x, dims);
+  return traced(trace_, "transpose", {x}, permute(x, dims), {{"dim0", dim0}, {"dim1", dim1}});
 }
 
 Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
+  TracedOp trace_;
   int64_t d = wrap_dim(dim, x.dim(), "slice");
   KILN_CHECK(step > 0, "slice: step must be positive, got ", step);
   int64_t size = x.shape()[d];
@@ -149,16 +164,22 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
   strides[d] *= step;
   Tensor out = x.as_strided(shape, strides, x.offset() + s * x.strides()[d]);
   Shape in_shape = x.shape();
-  return record("slice", {x}, out, [in_shape, d, s, step](const Tensor& g, const std::vector<bool>&) {
-    Tensor gi = Tensor::zeros(in_shape, g.dtype());
-    Tensor window = gi.as_strided(g.shape(), [&] {
-      Strides st = gi.strides();
-      st[d] *= step;
-      return st;
-    }(), s * gi.strides()[d]);
-    copy_into(window, g);
-    return std::vector<Tensor>{gi};
-  });
+  return traced(trace_, "slice", {x},
+                           record("slice", {x}, out,
+                                  [in_shape, d, s, step](const Tensor& g, const std::vector<bool>&) {
+                                    Tensor gi = Tensor::zeros(in_shape, g.dtype());
+                                    Tensor window = gi.as_strided(
+                                        g.shape(),
+                                        [&] {
+                                          Strides st = gi.strides();
+                                          st[d] *= step;
+                                          return st;
+                                        }(),
+                                        s * gi.strides()[d]);
+                                    copy_into(window, g);
+                                    return std::vector<Tensor>{gi};
+                                  }),
+                           {{"dim", dim}, {"start", start}, {"end", end}, {"step", step}});
 }
 
 Tensor expand(const Tensor& x, const Shape& requested) {
