@@ -25,6 +25,7 @@ void expect_near(const Tensor& got, const std::vector<double>& want, double tol)
       EXPECT_TRUE(std::isnan(g[i])) << "at " << i;
       continue;
     }
+    if (g[i] == want[i]) continue;  // infinities included
     EXPECT_NEAR(g[i], want[i], tol * std::max(1.0, std::abs(want[i]))) << "at " << i;
   }
 }
@@ -158,6 +159,26 @@ TEST(InferenceUnary, OnnxDocumentedExamples) {
   expect_near(ops::softplus(f32({100, -100})), {100, 3.720076e-44}, 1e-6);
   double nan = std::numeric_limits<double>::quiet_NaN();
   expect_near(ops::hard_sigmoid(Tensor::from_vector<double>({nan})), {nan}, 0);
+}
+
+TEST(InferenceUnary, RoundingAtTheEdgesOfPrecision) {
+  // Halves just below 2^23 (f32) and 2^52 (f64), where the add-and-subtract rounding trick must
+  // switch to "already an integer"; signed zeros, infinities and NaN pass through as in libm.
+  double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  const double big = std::ldexp(1.0, 100);  // exact in f32 and f64
+  struct Row { DType dt; double half; };
+  for (Row row : {Row{DType::f32, 8388607.5}, Row{DType::f64, 4503599627370495.5}}) {
+    SCOPED_TRACE(dtype_name(row.dt));
+    Tensor x = to_dtype_raw(Tensor::from_vector<double>({row.half, -row.half, big, -inf, nan, -0.0, -0.3, 0.3}), row.dt);
+    double h = row.half;
+    expect_near(ops::round(x), {h + 0.5, -h - 0.5, big, -inf, nan, 0, 0, 0}, 0);
+    expect_near(ops::floor(x), {h - 0.5, -h - 0.5, big, -inf, nan, 0, -1, 0}, 0);
+    expect_near(ops::ceil(x), {h + 0.5, -h + 0.5, big, -inf, nan, 0, 0, 1}, 0);
+    std::vector<double> r = vals(ops::round(x)), f = vals(ops::floor(x)), c = vals(ops::ceil(x));
+    EXPECT_TRUE(std::signbit(r[5]) && std::signbit(r[6]) && !std::signbit(r[7]));  // -0, -0, +0
+    EXPECT_TRUE(std::signbit(f[5]));
+    EXPECT_TRUE(std::signbit(c[5]) && std::signbit(c[6]));
+  }
 }
 
 TEST(InferenceUnary, ResultsCarryNoAutogradHistory) {

@@ -174,8 +174,8 @@ Labeled contract(const Labeled& a, const Labeled& b, const std::vector<bool>& ke
   a_order.insert(a_order.end(), inner.begin(), inner.end());
   b_order.insert(b_order.end(), inner.begin(), inner.end());
   b_order.insert(b_order.end(), right.begin(), right.end());
-  int64_t B = numel(sizes_of(batch, size)), M = numel(sizes_of(left, size));
-  int64_t K = numel(sizes_of(inner, size)), N = numel(sizes_of(right, size));
+  int64_t B = kiln::numel(sizes_of(batch, size)), M = kiln::numel(sizes_of(left, size));
+  int64_t K = kiln::numel(sizes_of(inner, size)), N = kiln::numel(sizes_of(right, size));
   Labels out_labels = batch;
   out_labels.insert(out_labels.end(), left.begin(), left.end());
   out_labels.insert(out_labels.end(), right.begin(), right.end());

@@ -2,9 +2,11 @@
 // prelu. Forward only; contiguous inputs run a flat loop the compiler can vectorise, strided
 // and broadcast ones go through the generic strided drivers.
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 
 #include "kiln/ops/cpu/elementwise_loops.h"
+#include "kiln/ops/cpu/vec_math.h"
 #include "kiln/ops/inference_ops.h"
 
 namespace kiln::ops {
@@ -47,14 +49,50 @@ Tensor float_unary(const Tensor& x, const char* name, F f) {
 
 // ---------------------------------------------------------------- unary float math
 
+namespace {
+
+// Branch-free building blocks, so GCC vectorises the loops: it does not if-convert a float
+// select whose arm computes something under its default -ftrapping-math, and one such ternary
+// leaves the whole loop scalar (see cpu/vec_math.h). f32 uses the vectorisable vec_math
+// functions; f64 calls libm.
+inline float sel(bool c, float a, float b) { return cpu::vm_select(c, a, b); }
+inline double sel(bool c, double a, double b) {
+  int64_t m = -static_cast<int64_t>(c), ia, ib;
+  std::memcpy(&ia, &a, 8);
+  std::memcpy(&ib, &b, 8);
+  int64_t r = (ia & m) | (ib & ~m);
+  double out;
+  std::memcpy(&out, &r, 8);
+  return out;
+}
+inline float fexp(float v) { return cpu::vm_exp(v); }
+inline double fexp(double v) { return std::exp(v); }
+inline float flog(float v) { return cpu::vm_log(v); }
+inline double flog(double v) { return std::log(v); }
+inline float ferf(float v) { return cpu::vm_erf(v); }
+inline double ferf(double v) { return std::erf(v); }
+
+// Round half to even for |v| < 2^mantissa by adding and subtracting 2^mantissa (exact in the
+// default rounding mode, and no SSE4.1 roundps needed); larger values are already integers.
+// The sign is copied back so that -0.3 rounds to -0, as nearbyint does.
+template <typename T>
+T round_even(T v) {
+  constexpr T kBig = std::is_same_v<T, float> ? T(8388608.0) : T(4503599627370496.0);  // 2^23, 2^52
+  T a = std::abs(v);
+  T r = (a + kBig) - kBig;
+  return sel(a < kBig, std::copysign(r, v), v);
+}
+
+}  // namespace
+
 Tensor erf(const Tensor& x) {
-  return float_unary(x, "erf", [](auto v) { return std::erf(v); });
+  return float_unary(x, "erf", [](auto v) { return ferf(v); });
 }
 
 Tensor leaky_relu(const Tensor& x, double alpha) {
   return float_unary(x, "leaky_relu", [alpha](auto v) {
     using T = decltype(v);
-    return v < T(0) ? static_cast<T>(alpha) * v : v;
+    return sel(v < T(0), static_cast<T>(alpha) * v, v);
   });
 }
 
@@ -62,7 +100,7 @@ Tensor hard_sigmoid(const Tensor& x, double alpha, double beta) {
   return float_unary(x, "hard_sigmoid", [alpha, beta](auto v) {
     using T = decltype(v);
     T y = static_cast<T>(alpha) * v + static_cast<T>(beta);
-    return y < T(0) ? T(0) : (y > T(1) ? T(1) : y);  // NaN passes through
+    return sel(y < T(0), T(0), sel(y > T(1), T(1), y));  // NaN passes through
   });
 }
 
@@ -70,14 +108,14 @@ Tensor hard_swish(const Tensor& x) {
   return float_unary(x, "hard_swish", [](auto v) {
     using T = decltype(v);
     T y = v / T(6) + T(0.5);
-    return v * (y < T(0) ? T(0) : (y > T(1) ? T(1) : y));
+    return v * sel(y < T(0), T(0), sel(y > T(1), T(1), y));
   });
 }
 
 Tensor elu(const Tensor& x, double alpha) {
   return float_unary(x, "elu", [alpha](auto v) {
     using T = decltype(v);
-    return v < T(0) ? static_cast<T>(alpha) * std::expm1(v) : v;
+    return sel(v < T(0), static_cast<T>(alpha) * (fexp(v) - T(1)), v);
   });
 }
 
@@ -85,15 +123,15 @@ Tensor selu(const Tensor& x, double alpha, double gamma) {
   return float_unary(x, "selu", [alpha, gamma](auto v) {
     using T = decltype(v);
     T a = static_cast<T>(alpha), g = static_cast<T>(gamma);
-    return v <= T(0) ? g * a * std::expm1(v) : g * v;
+    return g * sel(v <= T(0), a * (fexp(v) - T(1)), v);
   });
 }
 
 Tensor softplus(const Tensor& x) {
-  // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): e^x never overflows.
+  // log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): e^x never overflows.
   return float_unary(x, "softplus", [](auto v) {
     using T = decltype(v);
-    return (v > T(0) ? v : T(0)) + std::log1p(std::exp(-std::abs(v)));
+    return sel(v > T(0), v, T(0)) + flog(T(1) + fexp(-std::abs(v)));
   });
 }
 
@@ -111,15 +149,23 @@ Tensor reciprocal(const Tensor& x) {
   });
 }
 
+Tensor round(const Tensor& x) {
+  return float_unary(x, "round", [](auto v) { return round_even(v); });
+}
 Tensor floor(const Tensor& x) {
-  return float_unary(x, "floor", [](auto v) { return std::floor(v); });
+  // One below the nearest integer when that lies above; the sign of zero follows x (floor(-0) = -0).
+  return float_unary(x, "floor", [](auto v) {
+    using T = decltype(v);
+    T r = round_even(v);
+    return std::copysign(r - sel(r > v, T(1), T(0)), v);
+  });
 }
 Tensor ceil(const Tensor& x) {
-  return float_unary(x, "ceil", [](auto v) { return std::ceil(v); });
-}
-Tensor round(const Tensor& x) {
-  // nearbyint rounds halves to even in the default rounding mode, which Kiln never changes.
-  return float_unary(x, "round", [](auto v) { return std::nearbyint(v); });
+  return float_unary(x, "ceil", [](auto v) {
+    using T = decltype(v);
+    T r = round_even(v);
+    return std::copysign(r + sel(r < v, T(1), T(0)), v);  // ceil(-0.3) = -0
+  });
 }
 Tensor sin(const Tensor& x) {
   return float_unary(x, "sin", [](auto v) { return std::sin(v); });
@@ -234,7 +280,10 @@ Tensor prelu(const Tensor& x, const Tensor& slope) {
   Tensor out = Tensor::empty(shape, compute);
   dispatch_numeric(compute, "prelu", [&]<typename T>() {
     if (out.numel() > 0)
-      cpu::binary_generic<T, T, T>(out, xc, sc, [](T v, T s) { return v < T(0) ? static_cast<T>(s * v) : v; });
+      cpu::binary_generic<T, T, T>(out, xc, sc, [](T v, T s) -> T {
+        if constexpr (std::is_floating_point_v<T>) return sel(v < T(0), s * v, v);
+        else return v < T(0) ? static_cast<T>(s * v) : v;
+      });
   });
   return compute == dt ? out : to_dtype_raw(out, dt);
 }

@@ -97,6 +97,23 @@ Tensor cumsum(const Tensor& x, int64_t axis, bool exclusive, bool reverse) {
     if (out.numel() == 0) return;
     const T* px = xc.data<T>();
     T* po = out.data<T>();
+    if (inner == 1) {  // scanning the last dim: one running sum per row
+      parallel_for(0, outer, std::max<int64_t>(1, cpu::kElementwiseGrain / std::max<int64_t>(n, 1)),
+                   [&](int64_t lo, int64_t hi) {
+                     for (int64_t o = lo; o < hi; ++o) {
+                       const T* xs = px + o * n;
+                       T* ys = po + o * n;
+                       T acc = T(0);
+                       for (int64_t step = 0; step < n; ++step) {
+                         int64_t k = reverse ? n - 1 - step : step;
+                         T next = static_cast<T>(acc + xs[k]);
+                         ys[k] = exclusive ? acc : next;
+                         acc = next;
+                       }
+                     }
+                   });
+      return;
+    }
     int64_t grain = std::max<int64_t>(1, cpu::kElementwiseGrain / std::max<int64_t>(1, n * std::min(inner, kBlock)));
     parallel_for(0, outer * blocks, grain, [&](int64_t lo, int64_t hi) {
       for (int64_t task = lo; task < hi; ++task) {
