@@ -171,6 +171,20 @@ Tensor interpolation_pass(const Tensor& x, int64_t axis, const AxisTaps& taps) {
   Tensor y = Tensor::empty(shape, x.dtype());
   const T* src = x.data<T>();
   T* dst = y.data<T>();
+  if (inner == 1) {  // the last axis: one dot product of n taps per output element
+    parallel_for(0, outer, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, out * n)), [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b) {
+        const T* s = src + b * in;
+        T* d = dst + b * out;
+        for (int64_t o = 0; o < out; ++o) {
+          double acc = 0;
+          for (int64_t k = 0; k < n; ++k) acc += taps.w[o * n + k] * static_cast<double>(s[taps.idx[o * n + k]]);
+          d[o] = static_cast<T>(acc);
+        }
+      }
+    });
+    return y;
+  }
   parallel_for(0, outer * out, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, inner * n)),
                [&](int64_t lo, int64_t hi) {
                  std::vector<double> acc(static_cast<size_t>(inner));
