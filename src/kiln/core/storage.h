@@ -22,6 +22,8 @@ class Storage {
 
   void* data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
+  // False when the bytes belong to someone else (a graph executor's arena, core/placement.h).
+  bool owns_data() const { return owned_; }
   Device device() const { return device_; }
 
   uint64_t version() const { return version_.load(std::memory_order_relaxed); }
@@ -30,6 +32,7 @@ class Storage {
  private:
   void* data_ = nullptr;
   size_t nbytes_ = 0;
+  bool owned_ = true;
   Device device_;
   std::atomic<uint64_t> version_{0};
 };

@@ -4,6 +4,8 @@
 
 #include "kiln/core/error.h"
 #include "kiln/core/grad_mode.h"
+#include "kiln/core/placement.h"
+#include "kiln/ops/elementwise.h"
 
 namespace kiln::graph {
 
@@ -64,7 +66,15 @@ std::map<std::string, int64_t> bind_inputs(const Graph& graph, const std::vector
 }
 
 std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
+  return run_planned(inputs, MemoryPlan{}, nullptr);
+}
+
+std::vector<Tensor> Executor::run_planned(const std::vector<Tensor>& inputs, const MemoryPlan& plan,
+                                          void* arena) const {
   bind_inputs(graph_, inputs);
+  char* arena_begin = static_cast<char*>(arena);
+  char* arena_end = arena_begin + (arena ? plan.arena_bytes : 0);
+  std::vector<PlacementOffer> offers;
   NoGradGuard no_grad;
   std::unordered_map<int64_t, Tensor> env;
   for (size_t i = 0; i < inputs.size(); ++i) env[graph_.inputs()[i]->id] = inputs[i];
@@ -81,7 +91,31 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
     const Node& n = *nodes[i];
     args.clear();
     for (const Value* in : n.inputs) args.push_back(fetch(in));
-    std::vector<Tensor> outs = kernels_[i](n, args);
+    offers.clear();
+    for (const Value* out : n.outputs) {
+      auto it = plan.buffer_of.find(out->id);
+      if (arena && it != plan.buffer_of.end()) {
+        const PlannedBuffer& b = plan.buffers[it->second];
+        offers.push_back({arena_begin + b.offset, b.bytes});
+      }
+    }
+    std::vector<Tensor> outs;
+    if (offers.empty()) {
+      outs = kernels_[i](n, args);
+    } else {
+      PlacementScope placement(offers);
+      outs = kernels_[i](n, args);
+    }
+    if (arena) {
+      for (size_t k = 0; k < n.outputs.size() && k < outs.size(); ++k) {
+        const Tensor& t = outs[k];
+        if (!t.defined() || t.storage()->owns_data()) continue;
+        char* p = static_cast<char*>(t.storage()->data());
+        if (p < arena_begin || p >= arena_end || plan.aliases.count(n.outputs[k]->id)) continue;
+        auto it = plan.buffer_of.find(n.outputs[k]->id);
+        if (it == plan.buffer_of.end() || p != arena_begin + plan.buffers[it->second].offset) outs[k] = ops::clone(t);
+      }
+    }
     KILN_ASSERT(outs.size() >= n.outputs.size(), "kernel for ", n.op_name(), " returned ", outs.size(),
                 " outputs, node '", n.name, "' has ", n.outputs.size());
     for (size_t k = 0; k < n.outputs.size(); ++k) env[n.outputs[k]->id] = std::move(outs[k]);

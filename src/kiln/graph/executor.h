@@ -9,6 +9,7 @@
 
 #include "kiln/graph/graph.h"
 #include "kiln/graph/kernels.h"
+#include "kiln/graph/memory_plan.h"
 
 namespace kiln::graph {
 
@@ -22,6 +23,11 @@ class Executor {
   // dtype or shape (fixed dims must match; a symbol must have one size across all inputs).
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) const;
   std::vector<Tensor> run(const std::map<std::string, Tensor>& named_inputs) const;
+  // With a memory plan (for the inputs' symbol bindings): intermediates are placed in `arena`
+  // (plan.arena_bytes, 64-byte aligned) at the planned offsets. An output a kernel put anywhere
+  // else in the arena (it returned a view the plan did not expect) is copied out, so a plan can
+  // cost a copy but never correctness.
+  std::vector<Tensor> run_planned(const std::vector<Tensor>& inputs, const MemoryPlan& plan, void* arena) const;
 
   const Graph& graph() const { return graph_; }
 

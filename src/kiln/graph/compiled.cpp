@@ -1,0 +1,36 @@
+#include "kiln/graph/compiled.h"
+
+namespace kiln::graph {
+
+Compiled::Compiled(Graph g, const CompileOptions& options) : graph_(std::move(g)), options_(options) {
+  nodes_before_ = graph_.nodes().size();
+  if (options_.optimize) log_ = optimize(graph_, options_.passes);
+  exec_ = std::make_unique<Executor>(graph_);
+}
+
+std::vector<Tensor> Compiled::run(const std::vector<Tensor>& inputs) {
+  if (!options_.plan_memory) return exec_->run(inputs);
+  std::map<std::string, int64_t> symbols = bind_inputs(graph_, inputs);
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_ptr<Arena>& arena = arenas_[symbols];
+  if (!arena) {
+    arena = std::make_unique<Arena>();
+    arena->plan = plan_memory(graph_, symbols);
+    arena->bytes = ScratchBuffer<char>(arena->plan.arena_bytes);
+  }
+  return exec_->run_planned(inputs, arena->plan, arena->bytes.data());
+}
+
+std::vector<Tensor> Compiled::run(const std::map<std::string, Tensor>& named_inputs) {
+  std::vector<Tensor> ordered;
+  for (const Value* v : graph_.inputs()) {
+    auto it = named_inputs.find(v->name);
+    KILN_CHECK(it != named_inputs.end(), "missing graph input '", v->name, "'");
+    ordered.push_back(it->second);
+  }
+  KILN_CHECK(named_inputs.size() == ordered.size(), "the graph has ", ordered.size(), " input(s), got ",
+             named_inputs.size(), " named inputs");
+  return run(ordered);
+}
+
+}  // namespace kiln::graph
