@@ -1,6 +1,8 @@
 // Tests for the forward-only ops of ops/inference_extra.h: each op against ONNX's documented
 // examples, hand-computed values or a naive loop / closed-form reference in double, in the
 // dtypes it takes, on strided inputs, and bad inputs rejected naming the op.
+#include "kiln/ops/inference_extra.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +11,6 @@
 #include <optional>
 
 #include "kiln/core/rng.h"
-#include "kiln/ops/inference_extra.h"
 #include "kiln/ops/ops.h"
 
 using namespace kiln;
@@ -85,7 +86,8 @@ struct UnaryRow {
 
 std::vector<UnaryRow> unary_rows() {
   return {
-      {"tan", [](const Tensor& x) { return ops::tan(x); }, [](double v) { return std::sin(v) / std::cos(v); }, -1.4, 1.4},
+      {"tan", [](const Tensor& x) { return ops::tan(x); }, [](double v) { return std::sin(v) / std::cos(v); }, -1.4,
+       1.4},
       {"sinh", [](const Tensor& x) { return ops::sinh(x); }, [](double v) { return (std::exp(v) - std::exp(-v)) / 2; },
        -5, 5},
       {"cosh", [](const Tensor& x) { return ops::cosh(x); }, [](double v) { return (std::exp(v) + std::exp(-v)) / 2; },
@@ -139,7 +141,8 @@ TEST(InferenceExtraUnary, StridedLargeAndHalfInputs) {
     expect_near(row.op(xt), want, 1e-12);
     Tensor big = uniform({70001}, row.lo, row.hi, g, DType::f32);  // several parallel chunks
     std::vector<double> bv = vals(big), yv = vals(row.op(big));
-    for (size_t i = 0; i < bv.size(); i += 997) EXPECT_NEAR(yv[i], row.ref(bv[i]), 3e-6 * std::max(1.0, std::abs(yv[i])));
+    for (size_t i = 0; i < bv.size(); i += 997)
+      EXPECT_NEAR(yv[i], row.ref(bv[i]), 3e-6 * std::max(1.0, std::abs(yv[i])));
     Tensor h = to_dtype_raw(x, DType::f16);
     Tensor yh = row.op(h);
     EXPECT_EQ(yh.dtype(), DType::f16);
@@ -184,8 +187,8 @@ TEST(InferenceExtraUnary, ResultsCarryNoAutogradHistory) {
 
 TEST(InferenceExtraShrink, HardSoftAndIntegerInputs) {
   Tensor x = f32({-2, -1, 0, 1, 2});
-  expect_near(ops::shrink(x, 1.5), {-2, 0, 0, 0, 2}, 0);             // ONNX's hard shrink example
-  expect_near(ops::shrink(x, 1.5, 1.5), {-0.5, 0, 0, 0, 0.5}, 1e-7);  // soft shrink
+  expect_near(ops::shrink(x, 1.5), {-2, 0, 0, 0, 2}, 0);                  // ONNX's hard shrink example
+  expect_near(ops::shrink(x, 1.5, 1.5), {-0.5, 0, 0, 0, 0.5}, 1e-7);      // soft shrink
   expect_near(ops::shrink(f32({-0.5f, 0.5f, 0.6f})), {0, 0, 0.6}, 1e-7);  // defaults: lambd 0.5, bias 0
   Tensor xi = Tensor::from_vector<int32_t>({-5, -2, 0, 2, 5});
   Tensor yi = ops::shrink(xi, 2.0, 1.0);
@@ -386,7 +389,8 @@ TEST(InferenceExtraOneHot, AxesNegativeAndOutOfRangeIndices) {
     std::vector<double> want(40, 0);
     std::vector<double> iv = vals(idx);
     for (int64_t i = 0; i < 2; ++i)
-      for (int64_t j = 0; j < 2; ++j) want[static_cast<size_t>((i * 10 + static_cast<int64_t>(iv[i * 2 + j])) * 2 + j)] = 1;
+      for (int64_t j = 0; j < 2; ++j)
+        want[static_cast<size_t>((i * 10 + static_cast<int64_t>(iv[i * 2 + j])) * 2 + j)] = 1;
     expect_near(ym, want, 0);
   }
   expect_error<IndexError>([&] { ops::one_hot(i64({1}), 3, values, 2); }, "one_hot");
@@ -466,11 +470,27 @@ TEST(InferenceExtraLoss, NllHandComputed) {
   // An ignored target may lie outside [0, C); every target ignored makes the mean 0/0.
   expect_near(ops::onnx_loss::nll_loss(x, i64({-7, -7}), w, -7, Reduction::sum), {0}, 0);
   expect_near(ops::onnx_loss::nll_loss(x, i64({-7, -7}), w, -7, Reduction::mean), {kNan}, 0);
-  expect_error<IndexError>([&] { ops::onnx_loss::nll_loss(x, i64({3, 0}), w, std::nullopt, Reduction::mean); }, "nll_loss");
+  expect_error<IndexError>(
+      [&] {
+        ops::onnx_loss::nll_loss(x, i64({3, 0}), w, std::nullopt, Reduction::mean);
+      },
+      "nll_loss");
   expect_error<IndexError>([&] { ops::onnx_loss::nll_loss(x, i64({-1, 0}), w, 5, Reduction::mean); }, "out of range");
-  expect_error<ValueError>([&] { ops::onnx_loss::nll_loss(x, i64({1, 0, 0}), w, std::nullopt, Reduction::mean); }, "target");
-  expect_error<ValueError>([&] { ops::onnx_loss::nll_loss(x, t, f32({1, 2}), std::nullopt, Reduction::mean); }, "weight");
-  expect_error<TypeError>([&] { ops::onnx_loss::nll_loss(x, f32({1, 0}), w, std::nullopt, Reduction::mean); }, "integer");
+  expect_error<ValueError>(
+      [&] {
+        ops::onnx_loss::nll_loss(x, i64({1, 0, 0}), w, std::nullopt, Reduction::mean);
+      },
+      "target");
+  expect_error<ValueError>(
+      [&] {
+        ops::onnx_loss::nll_loss(x, t, f32({1, 2}), std::nullopt, Reduction::mean);
+      },
+      "weight");
+  expect_error<TypeError>(
+      [&] {
+        ops::onnx_loss::nll_loss(x, f32({1, 0}), w, std::nullopt, Reduction::mean);
+      },
+      "integer");
 }
 
 TEST(InferenceExtraLoss, NllSpatialMatchesReference) {
@@ -503,8 +523,8 @@ TEST(InferenceExtraLoss, NllSpatialMatchesReference) {
 TEST(InferenceExtraLoss, SoftmaxCrossEntropyMatchesReference) {
   using ops::Reduction;
   // Hand-computed: equal scores give log(1/C) for every class.
-  auto [l0, lp0] = ops::onnx_loss::cross_entropy(f32({0, 0}, {1, 2}), i64({1}), Tensor(), std::nullopt,
-                                                   Reduction::mean);
+  auto [l0, lp0] =
+      ops::onnx_loss::cross_entropy(f32({0, 0}, {1, 2}), i64({1}), Tensor(), std::nullopt, Reduction::mean);
   expect_near(l0, {std::log(2.0)}, 1e-6);
   expect_near(lp0, {-std::log(2.0), -std::log(2.0)}, 1e-6);
   Generator g(22);
@@ -528,19 +548,21 @@ TEST(InferenceExtraLoss, SoftmaxCrossEntropyMatchesReference) {
     expect_near(log_prob, lp, 1e-12);
     EXPECT_EQ(log_prob.shape(), xs);
     expect_near(loss, vals(ref_nll(lp, xs, t, w, 2, red)), 1e-12);
-    auto [l32, lp32] = ops::onnx_loss::cross_entropy(to_dtype_raw(x, DType::f32), i64(t, {3, 4}), Tensor(),
-                                                       std::nullopt, red);
+    auto [l32, lp32] =
+        ops::onnx_loss::cross_entropy(to_dtype_raw(x, DType::f32), i64(t, {3, 4}), Tensor(), std::nullopt, red);
     EXPECT_EQ(l32.dtype(), DType::f32);
     expect_near(lp32, lp, 1e-5);
     expect_near(l32, vals(ref_nll(lp, xs, t, {}, std::nullopt, red)), 1e-5);
   }
   // Large scores do not overflow.
-  auto [lb, lpb] = ops::onnx_loss::cross_entropy(f32({1000, 0}, {1, 2}), i64({1}), Tensor(), std::nullopt,
-                                                   Reduction::sum);
+  auto [lb, lpb] =
+      ops::onnx_loss::cross_entropy(f32({1000, 0}, {1, 2}), i64({1}), Tensor(), std::nullopt, Reduction::sum);
   expect_near(lb, {1000}, 1e-6);
-  expect_error<ValueError>([] { ops::onnx_loss::cross_entropy(f32({1, 2}), i64({0}), Tensor(), std::nullopt,
-                                                                ops::Reduction::mean); },
-                           "cross_entropy");
+  expect_error<ValueError>(
+      [] {
+        ops::onnx_loss::cross_entropy(f32({1, 2}), i64({0}), Tensor(), std::nullopt, ops::Reduction::mean);
+      },
+      "cross_entropy");
 }
 
 }  // namespace

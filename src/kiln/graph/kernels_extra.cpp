@@ -72,8 +72,10 @@ std::vector<Tensor> prod(const Node& node, const std::vector<Tensor>& inputs) {
   const Tensor& x = in(node, inputs, 0, "data");
   bool keepdim = node.attr_int("keepdims", 1) != 0;
   std::vector<int64_t> axes;
-  if (Tensor at = optional_in(inputs, 1); at.defined()) axes = int_values(at, node, "axes");
-  else axes = node.attr_ints("axes", {});
+  if (Tensor at = optional_in(inputs, 1); at.defined())
+    axes = int_values(at, node, "axes");
+  else
+    axes = node.attr_ints("axes", {});
   if (axes.empty() && node.attr_int("noop_with_empty_axes", 0) != 0) return {clone_raw(x)};
   if (x.dim() == 0) return {clone_raw(x)};
   ops::Dims dims;
@@ -118,12 +120,12 @@ std::optional<int64_t> ignore_index(const Node& node) {
 
 std::vector<Tensor> nll_loss(const Node& node, const std::vector<Tensor>& inputs) {
   return {ops::onnx_loss::nll_loss(in(node, inputs, 0, "input"), in(node, inputs, 1, "target"), optional_in(inputs, 2),
-                             ignore_index(node), reduction(node))};
+                                   ignore_index(node), reduction(node))};
 }
 
 std::vector<Tensor> cross_entropy(const Node& node, const std::vector<Tensor>& inputs) {
   auto [loss, log_prob] = ops::onnx_loss::cross_entropy(in(node, inputs, 0, "scores"), in(node, inputs, 1, "labels"),
-                                                          optional_in(inputs, 2), ignore_index(node), reduction(node));
+                                                        optional_in(inputs, 2), ignore_index(node), reduction(node));
   return {loss, log_prob};
 }
 

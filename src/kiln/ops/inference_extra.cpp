@@ -1,11 +1,12 @@
 // Structural ops of inference_extra.h: trilu, prod, hardmax, one_hot, eye_like and numel.
 // Forward only. Each validates at entry, then runs a plain loop over a contiguous copy (the
 // loops are short; prod and hardmax thread over their output rows).
+#include "kiln/ops/inference_extra.h"
+
 #include <algorithm>
 #include <type_traits>
 
 #include "kiln/core/thread_pool.h"
-#include "kiln/ops/inference_extra.h"
 
 namespace kiln::ops {
 

@@ -18,8 +18,8 @@ namespace kiln::ops {
 Tensor tan(const Tensor& x);
 Tensor sinh(const Tensor& x);
 Tensor cosh(const Tensor& x);
-Tensor asin(const Tensor& x);   // NaN outside [-1, 1]
-Tensor acos(const Tensor& x);   // NaN outside [-1, 1]
+Tensor asin(const Tensor& x);  // NaN outside [-1, 1]
+Tensor acos(const Tensor& x);  // NaN outside [-1, 1]
 Tensor atan(const Tensor& x);
 Tensor asinh(const Tensor& x);
 Tensor acosh(const Tensor& x);  // NaN below 1

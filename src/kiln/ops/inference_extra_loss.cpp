@@ -15,8 +15,7 @@ namespace {
 // Checks (input (N, C, d...), target (N, d...), weight (C)) and returns the compute dtype.
 DType check_loss_args(const char* name, const Tensor& input, const Tensor& target, const Tensor& weight) {
   KILN_CHECK(input.dim() >= 2, name, ": input must be (N, C) or (N, C, d1, ..., dk), got ", shape_str(input.shape()));
-  KILN_CHECK_TYPE(is_floating(input.dtype()), name, ": input must be a float tensor, got ",
-                  dtype_name(input.dtype()));
+  KILN_CHECK_TYPE(is_floating(input.dtype()), name, ": input must be a float tensor, got ", dtype_name(input.dtype()));
   KILN_CHECK_TYPE(is_integral(target.dtype()), name, ": target must be an integer tensor, got ",
                   dtype_name(target.dtype()));
   Shape want = input.shape();
@@ -24,8 +23,8 @@ DType check_loss_args(const char* name, const Tensor& input, const Tensor& targe
   KILN_CHECK(target.shape() == want, name, ": target ", shape_str(target.shape()), " does not match input ",
              shape_str(input.shape()), " (expected ", shape_str(want), ": the input's shape without the class dim 1)");
   if (weight.defined()) {
-    KILN_CHECK(weight.dim() == 1 && weight.size(0) == input.size(1), name, ": weight must be (C) = (",
-               input.size(1), "), got ", shape_str(weight.shape()));
+    KILN_CHECK(weight.dim() == 1 && weight.size(0) == input.size(1), name, ": weight must be (C) = (", input.size(1),
+               "), got ", shape_str(weight.shape()));
     KILN_CHECK_TYPE(is_floating(weight.dtype()), name, ": weight must be a float tensor, got ",
                     dtype_name(weight.dtype()));
   }
@@ -52,9 +51,8 @@ Tensor nll_loop(const Tensor& input, const Tensor& target, const Tensor& weight,
         pl[i] = T(0);
         continue;
       }
-      KILN_CHECK_INDEX(c >= 0 && c < classes, name, ": target ", c, " at flat index ", i,
-                       " is out of range for ", classes, " classes",
-                       ignore_index ? "" : " (no ignore_index is set)");
+      KILN_CHECK_INDEX(c >= 0 && c < classes, name, ": target ", c, " at flat index ", i, " is out of range for ",
+                       classes, " classes", ignore_index ? "" : " (no ignore_index is set)");
       double wc = w.empty() ? 1.0 : w[static_cast<size_t>(c)];
       double l = -static_cast<double>(px[(n * classes + c) * spatial + d]) * wc;
       pl[i] = static_cast<T>(l);
@@ -101,7 +99,8 @@ std::pair<Tensor, Tensor> cross_entropy(const Tensor& scores, const Tensor& labe
         double s = 0;
         for (int64_t c = 0; c < classes; ++c) s += std::exp(static_cast<double>(row[c * spatial]) - mx);
         const double lse = mx + std::log(s);
-        for (int64_t c = 0; c < classes; ++c) out[c * spatial] = static_cast<T>(static_cast<double>(row[c * spatial]) - lse);
+        for (int64_t c = 0; c < classes; ++c)
+          out[c * spatial] = static_cast<T>(static_cast<double>(row[c * spatial]) - lse);
       }
     return nll_loop<T>(log_prob, labels, weight, ignore_index, reduction, "cross_entropy");
   });

@@ -48,8 +48,7 @@ void cast_like(ConvertContext& ctx) {
 
 void reduce_prod(ConvertContext& ctx) {
   Value* x = ctx.required_in(0, "data");
-  Attrs a{{"keepdims", ctx.attr_int("keepdims", 1)},
-          {"noop_with_empty_axes", ctx.attr_int("noop_with_empty_axes", 0)}};
+  Attrs a{{"keepdims", ctx.attr_int("keepdims", 1)}, {"noop_with_empty_axes", ctx.attr_int("noop_with_empty_axes", 0)}};
   if (ctx.has_attr("axes")) a["axes"] = ctx.attr_ints("axes");
   ctx.emit("prod", {x, ctx.in(1)}, std::move(a));
 }
@@ -68,10 +67,10 @@ void loss(ConvertContext& ctx) {
   ctx.emit(kOp, std::move(inputs), std::move(a));
 }
 
-constexpr char kTan[] = "tan", kSinh[] = "sinh", kCosh[] = "cosh", kAsin[] = "asin", kAcos[] = "acos",
-               kAtan[] = "atan", kAsinh[] = "asinh", kAcosh[] = "acosh", kAtanh[] = "atanh", kCelu[] = "celu",
-               kShrink[] = "shrink", kThresholdedRelu[] = "thresholded_relu", kIsNan[] = "is_nan",
-               kIsInf[] = "is_inf", kTrilu[] = "trilu", kNllLoss[] = "nll_loss", kCrossEntropy[] = "cross_entropy";
+constexpr char kTan[] = "tan", kSinh[] = "sinh", kCosh[] = "cosh", kAsin[] = "asin", kAcos[] = "acos", kAtan[] = "atan",
+               kAsinh[] = "asinh", kAcosh[] = "acosh", kAtanh[] = "atanh", kCelu[] = "celu", kShrink[] = "shrink",
+               kThresholdedRelu[] = "thresholded_relu", kIsNan[] = "is_nan", kIsInf[] = "is_inf", kTrilu[] = "trilu",
+               kNllLoss[] = "nll_loss", kCrossEntropy[] = "cross_entropy";
 
 }  // namespace
 
