@@ -29,7 +29,10 @@ int run_train(const TrainArgs& args) {
   return 0;
 }
 
+int run_eval_onnx(const EvalArgs& args);  // cmd_graph.cpp
+
 int run_eval(const EvalArgs& args) {
+  if (args.checkpoint.size() > 5 && args.checkpoint.ends_with(".onnx")) return run_eval_onnx(args);
   io::Checkpoint ckpt = io::load_checkpoint(args.checkpoint);
   TrainConfig config = parse_config(ckpt.state.config_toml, args.checkpoint + " (embedded config)");
   auto colon = args.data.find(':');

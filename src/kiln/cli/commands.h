@@ -24,6 +24,9 @@ int run_eval(const EvalArgs& args);
 
 struct BenchTrainArgs {
   std::string model = "mlp";
+  std::string model_file;         // bench infer: an .onnx file instead of --model
+  std::string engine = "eager";   // bench infer: eager | graph (traced and compiled)
+  bool no_optimize = false;       // bench infer on a graph: skip the passes
   int64_t batch = 0;  // 0: 128 for images, 32 sequences for gpt_char
   int64_t steps = 30;
   int64_t warmup = 5;
@@ -39,6 +42,32 @@ struct TuneArgs {
   int64_t threads = 2;
 };
 int run_tune_kernels(const TuneArgs& args);
+
+// kiln export CHECKPOINT --format onnx -o model.onnx
+struct ExportArgs {
+  std::string checkpoint;
+  std::string format = "onnx";
+  std::string output;
+};
+int run_export(const ExportArgs& args);
+
+// kiln run MODEL.onnx --input NAME=FILE ... [--output-dir DIR] [--no-optimize]
+struct RunModelArgs {
+  std::string model;
+  std::vector<std::string> inputs;  // NAME=FILE, FILE a .pb TensorProto or a .npy array
+  std::string output_dir = ".";
+  bool no_optimize = false;
+};
+int run_model(const RunModelArgs& args);
+
+// kiln compile MODEL.onnx [--print-after PASS] [--report] [--batch N]
+struct CompileArgs {
+  std::string model;
+  std::string print_after;
+  bool report = false;
+  int64_t batch = 64;  // the binding of the symbolic batch for the memory report
+};
+int run_compile(const CompileArgs& args);
 
 int run_info();
 

@@ -6,9 +6,16 @@
 namespace kiln::cli {
 
 EvalResult evaluate(nn::Module& model, const data::DatasetPtr& dataset, int64_t batch_size, int64_t max_batches) {
-  NoGradGuard no_grad;
   bool was_training = model.is_training();
   model.eval();
+  EvalResult r = evaluate([&](const Tensor& x) { return model.forward(x); }, dataset, batch_size, max_batches);
+  model.train(was_training);
+  return r;
+}
+
+EvalResult evaluate(const std::function<Tensor(const Tensor&)>& forward, const data::DatasetPtr& dataset,
+                    int64_t batch_size, int64_t max_batches) {
+  NoGradGuard no_grad;
   data::LoaderOptions lo;
   lo.batch_size = batch_size;
   lo.shuffle = false;
@@ -17,14 +24,13 @@ EvalResult evaluate(nn::Module& model, const data::DatasetPtr& dataset, int64_t 
   double loss_sum = 0.0;
   int64_t correct = 0, count = 0, batches = 0;
   while (auto batch = loader.next()) {
-    Tensor logits = model.forward(batch->input);
+    Tensor logits = forward(batch->input);
     int64_t n = batch->target.numel();
     loss_sum += task_loss(logits, batch->target).item() * static_cast<double>(n);
     correct += count_correct(logits, batch->target);
     count += n;
     if (max_batches > 0 && ++batches >= max_batches) break;
   }
-  model.train(was_training);
   EvalResult r;
   r.count = count;
   if (count > 0) {

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
 
   kiln::cli::EvalArgs eval;
   auto* e = app.add_subcommand("eval", "Evaluate a checkpoint: JSON with accuracy and loss");
-  e->add_option("checkpoint", eval.checkpoint, "checkpoint file (.safetensors)")->required();
+  e->add_option("checkpoint", eval.checkpoint, "checkpoint file (.safetensors) or ONNX model (.onnx)")->required();
   e->add_option("--data", eval.data, "data set and split, e.g. fashion-mnist:test")->capture_default_str();
   e->add_option("--batch", eval.batch_size, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
 
@@ -63,7 +63,12 @@ int main(int argc, char** argv) {
   infer.warmup = 20;
   infer.threads = 1;
   auto* bi = b->add_subcommand("infer", "Inference latency (no autograd) on synthetic data: one JSON line");
+  bi->add_option("file", infer.model_file, "an .onnx model (instead of --model)");
   bi->add_option("--model", infer.model, "mlp | cnn | resnet_small | gpt_char")->capture_default_str();
+  bi->add_option("--engine", infer.engine, "eager | graph (--model traced and compiled)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"eager", "graph"}));
+  bi->add_flag("--no-optimize", infer.no_optimize, "run the graph without the compiler passes");
   bi->add_option("--batch", infer.batch, "batch size (default 1)");
   bi->add_option("--steps", infer.steps, "timed forward passes")->capture_default_str()->check(CLI::PositiveNumber);
   bi->add_option("--warmup", infer.warmup, "untimed passes first")->capture_default_str();
@@ -75,6 +80,26 @@ int main(int argc, char** argv) {
   tk->add_option("--gemm", tune.gemm_shapes, "extra GEMM problems MxNxK (repeatable)");
   tk->add_option("--batch", tune.batch, "training batch (default 128 images or 32 sequences)");
   tk->add_option("--threads", tune.threads, "threads to tune for")->capture_default_str()->check(CLI::PositiveNumber);
+
+  kiln::cli::ExportArgs exp;
+  auto* ex = app.add_subcommand("export", "Export a checkpoint's model (traced) to ONNX");
+  ex->add_option("checkpoint", exp.checkpoint, "checkpoint file (.safetensors)")->required();
+  ex->add_option("--format", exp.format, "onnx")->capture_default_str();
+  ex->add_option("-o,--output", exp.output, "output file")->required();
+
+  kiln::cli::RunModelArgs runm;
+  auto* rn = app.add_subcommand("run", "Run an ONNX model on inputs from .pb/.npy files; write its outputs");
+  rn->add_option("model", runm.model, "ONNX model (.onnx)")->required();
+  rn->add_option("--input", runm.inputs, "NAME=FILE (.pb TensorProto or .npy), repeatable");
+  rn->add_option("--output-dir", runm.output_dir, "where <output>.pb and .npy go")->capture_default_str();
+  rn->add_flag("--no-optimize", runm.no_optimize, "run the graph as imported");
+
+  kiln::cli::CompileArgs comp;
+  auto* cp = app.add_subcommand("compile", "Optimise an ONNX model: pass log, fused kernels, memory plan");
+  cp->add_option("model", comp.model, "ONNX model (.onnx)")->required();
+  cp->add_option("--print-after", comp.print_after, "print the graph after this pass (or all)");
+  cp->add_flag("--report", comp.report, "op histogram, fused kernels, arena vs naive memory");
+  cp->add_option("--batch", comp.batch, "batch size for the memory report")->capture_default_str();
 
   app.add_subcommand("info", "Version, SIMD level, BLAS, threads, CUDA");
 
@@ -89,6 +114,9 @@ int main(int argc, char** argv) {
     if (bt->parsed()) return kiln::cli::run_bench_train(bench);
     if (bi->parsed()) return kiln::cli::run_bench_infer(infer);
     if (tk->parsed()) return kiln::cli::run_tune_kernels(tune);
+    if (ex->parsed()) return kiln::cli::run_export(exp);
+    if (rn->parsed()) return kiln::cli::run_model(runm);
+    if (cp->parsed()) return kiln::cli::run_compile(comp);
     return kiln::cli::run_info();
   } catch (const kiln::Error& err) {
     std::fprintf(stderr, "kiln: error: %s\n", one_line(err.what()).c_str());
