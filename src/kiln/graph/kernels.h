@@ -46,6 +46,7 @@ void register_inference_kernels(KernelTable& t);  // the ops that exist for impo
 void register_quant_kernels(KernelTable& t);
 void register_extra_kernels(KernelTable& t);     // inference_extra.h: trig, trilu, losses, ...
 void register_indexing_kernels(KernelTable& t);  // indexing_extra.h: scatter/gather families, ...
+void register_fused_kernels(KernelTable& t);     // fused_elementwise (fused_program.h)
 
 // Helpers for kernels.
 // The values of a 1-d (or scalar) integer tensor, e.g. Reshape's shape or Slice's starts.
