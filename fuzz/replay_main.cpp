@@ -1,9 +1,12 @@
 // A main() for the libFuzzer targets when built without libFuzzer (g++, the test suite): feeds
 // every corpus file, then a fixed number of deterministic random mutants of each (bit flips, byte
 // overwrites, truncations, insertions, deletions, duplicated chunks), to LLVMFuzzerTestOneInput.
-// Usage: replay [--mutations N] [--seed S] FILE_OR_DIR...   Exits non-zero only by crashing.
+// Usage: replay [--mutations N] [--seed S] FILE_OR_DIR...   Exits non-zero only by crashing; on a
+// crash (signal, uncaught exception) the input is saved as replay-crash.bin in the working
+// directory, for the libFuzzer build to replay: build-fuzz/fuzz/fuzz_<target> replay-crash.bin
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +16,9 @@
 #include <iterator>
 #include <string>
 #include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
@@ -32,11 +38,38 @@ struct Rng {
   size_t below(size_t n) { return n == 0 ? 0 : static_cast<size_t>(next() % n); }
 };
 
+// The input being run, for the crash handler.
+const uint8_t* g_current = nullptr;
+size_t g_current_size = 0;
+
+// Saves the input that crashed, then dies of the same signal. Only async-signal-safe calls.
+void on_crash(int sig) {
+  const char kPath[] = "replay-crash.bin";
+  const int fd = ::open(kPath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd >= 0) {
+    size_t done = 0;
+    while (done < g_current_size) {
+      const ssize_t w = ::write(fd, g_current + done, g_current_size - done);
+      if (w <= 0) break;
+      done += static_cast<size_t>(w);
+    }
+    ::close(fd);
+    const char msg[] = "replay: crashed; the input is saved in replay-crash.bin\n";
+    [[maybe_unused]] ssize_t ignored = ::write(2, msg, sizeof msg - 1);
+  }
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
 void run(const Bytes& input) {
   // An exact-size heap copy, so that a read one past the end is a heap overflow under ASan.
   auto* buf = new uint8_t[input.size() + (input.empty() ? 1 : 0)];
   if (!input.empty()) std::memcpy(buf, input.data(), input.size());
+  g_current = buf;
+  g_current_size = input.size();
   LLVMFuzzerTestOneInput(buf, input.size());
+  g_current = nullptr;
+  g_current_size = 0;
   delete[] buf;
 }
 
@@ -107,6 +140,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "replay: no corpus files given\n");
     return 2;
   }
+  for (int sig : {SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL}) std::signal(sig, on_crash);
   std::sort(files.begin(), files.end());  // the same order everywhere, so runs are reproducible
   const auto start = std::chrono::steady_clock::now();
   Rng rng{seed};
