@@ -51,8 +51,10 @@ Tensor one_hot(const Tensor& indices, int64_t depth, const Tensor& values, int64
 // A 2-d tensor of x's shape with ones on diagonal k (j - i == k), zeros elsewhere; of `dtype`
 // (x's dtype when not given).
 Tensor eye_like(const Tensor& x, int64_t k = 0, std::optional<DType> dtype = std::nullopt);
-// The element count of x as a 0-d i64 tensor.
+// The element count of x as a 0-d i64 tensor. The using-declaration keeps core's numel(Shape)
+// visible to unqualified calls inside kiln::ops, which ops::numel would otherwise hide.
 Tensor numel(const Tensor& x);
+using kiln::numel;
 
 // ---- losses with ONNX semantics: the forward of the graph ops nll_loss and cross_entropy as
 // ONNX NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss define them (the eager ops.h
