@@ -59,11 +59,13 @@ TEST(FoldConstants, FoldedGraphOutputKeepsItsNameAsACopy) {
   auto build = [](Graph& g) {
     g.add_input("x", DType::f32, fs({2}));
     Value* c = g.add_constant("c", f32({1, -2}, {2}));
-    g.mark_output(named_op(g, "out", "relu", {c}));
-    g.mark_output(named_op(g, "n", "neg", {g.inputs()[0]}));
+    Value* out = named_op(g, "out", "relu", {c});
+    g.mark_output(out);
+    g.mark_output(named_op(g, "n", "mul", {g.inputs()[0], g.add_op("exp", {out}, {}, DType::f32)}));
   };
-  Graph g = check_pass(build, [](Graph& g) { EXPECT_EQ(fold_constants(g), 1); }, 0, "output");
+  Graph g = check_pass(build, [](Graph& g) { EXPECT_EQ(fold_constants(g), 2); }, 0, "output");
   EXPECT_EQ(count_op(g, "relu"), 0);
+  EXPECT_EQ(count_op(g, "exp"), 0);  // its reader folds on through the output's constant
   EXPECT_EQ(count_op(g, "clone"), 1);
   EXPECT_EQ(g.outputs()[0]->name, "out");
   EXPECT_EQ(fold_constants(g), 0);  // the copy of a constant is left alone: a fixed point

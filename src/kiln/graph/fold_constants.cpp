@@ -62,6 +62,9 @@ std::vector<Tensor> evaluate(const Node& n) {
   for (size_t k = 0; k < n.outputs.size(); ++k) {
     if (!outs[k].defined() || bytes_of(outs[k].shape(), outs[k].dtype()) > kMaxFoldedBytes) return {};
     outs[k] = contiguous_raw(outs[k]);
+    // A view of an input constant (reshape, squeeze) gets its own bytes: constants never alias.
+    for (const Tensor& a : args)
+      if (a.defined() && a.storage() == outs[k].storage()) outs[k] = clone_raw(outs[k]);
   }
   outs.resize(n.outputs.size());
   return outs;
@@ -85,8 +88,12 @@ int fold_constants(Graph& g) {
     for (size_t k = 0; k < outs.size(); ++k) {
       Value* v = outs[k];
       if (outputs.count(v)) {
-        // Outputs stay produced values with their names: a constant and a copy of it.
+        // Outputs stay produced values with their names: a constant and a copy of it. Readers
+        // inside the graph read the constant, so folding goes on through them.
         Value* c = g.add_constant({}, results[k]);
+        for (auto& node : g.mutable_nodes())
+          for (Value*& in : node->inputs)
+            if (in == v) in = c;
         pass::insert_before(g, n, "clone", {c}, {v});
         v->dtype = results[k].dtype();
         v->shape = fixed_shape(results[k].shape());
