@@ -8,6 +8,7 @@
 //   contiguous, clone   (x): a copy
 #include "kiln/graph/kernels.h"
 #include "kiln/ops/elementwise.h"
+#include "kiln/ops/inference_ops.h"
 
 namespace kiln::graph {
 
@@ -20,6 +21,26 @@ template <BinaryFn F>
 std::vector<Tensor> binary(const Node& node, const std::vector<Tensor>& in) {
   if (in.size() != 2 || !in[0].defined() || !in[1].defined()) kernel_error(node, "expects two inputs");
   return {F(in[0], in[1])};
+}
+
+// ONNX arithmetic keeps the inputs' type: integer division truncates, Pow has its base's type,
+// f16 in gives f16 out (Kiln's eager ops promote integers to float for div and pow, and compute
+// 16-bit floats in f32).
+template <BinaryFn F, bool kDiv = false, bool kPow = false>
+std::vector<Tensor> arithmetic(const Node& node, const std::vector<Tensor>& in) {
+  if (in.size() != 2 || !in[0].defined() || !in[1].defined()) kernel_error(node, "expects two inputs");
+  const Tensor& a = in[0];
+  const Tensor& b = in[1];
+  DType want = a.dtype();
+  if (!kPow && a.dtype() != b.dtype()) return {F(a, b)};
+  if (is_integral(want) && (kDiv || kPow)) {
+    Tensor r = F(ops::to(a, DType::f64), ops::to(b, DType::f64));
+    // Toward zero, as C integer division and NumPy's astype.
+    r = ops::where(ops::lt(r, 0.0), ops::neg(ops::floor(ops::neg(r))), ops::floor(r));
+    return {ops::to(r, want)};
+  }
+  Tensor r = F(a, b);
+  return {r.dtype() == want ? r : ops::to(r, want)};
 }
 
 template <UnaryFn F>
@@ -62,13 +83,13 @@ std::vector<Tensor> to_kernel(const Node& node, const std::vector<Tensor>& in) {
 }  // namespace
 
 void register_elementwise_kernels(KernelTable& t) {
-  t.add("add", binary<ops::add>);
-  t.add("sub", binary<ops::sub>);
-  t.add("mul", binary<ops::mul>);
-  t.add("div", binary<ops::div>);
-  t.add("pow", binary<ops::pow>);
-  t.add("maximum", binary<ops::maximum>);
-  t.add("minimum", binary<ops::minimum>);
+  t.add("add", arithmetic<ops::add>);
+  t.add("sub", arithmetic<ops::sub>);
+  t.add("mul", arithmetic<ops::mul>);
+  t.add("div", arithmetic<ops::div, true>);
+  t.add("pow", arithmetic<ops::pow, false, true>);
+  t.add("maximum", arithmetic<ops::maximum>);
+  t.add("minimum", arithmetic<ops::minimum>);
   t.add("eq", binary<ops::eq>);
   t.add("ne", binary<ops::ne>);
   t.add("lt", binary<ops::lt>);

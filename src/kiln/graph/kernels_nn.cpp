@@ -19,6 +19,7 @@
 #include "kiln/ops/elementwise.h"
 #include "kiln/ops/linalg.h"
 #include "kiln/ops/nn_ops.h"
+#include "kiln/ops/reduce.h"
 #include "kiln/ops/shape_ops.h"
 
 namespace kiln::graph {
@@ -110,6 +111,11 @@ template <bool kMax>
 std::vector<Tensor> pool_kernel(const Node& node, const std::vector<Tensor>& in) {
   Tensor x = arg(node, in, 0, "x");
   if (x.dim() != 4) kernel_error(node, detail::concat("expects (N, C, H, W), got ", shape_str(x.shape())));
+  if (kMax && !is_floating(x.dtype())) {  // integer max pooling: exact through f64
+    DType dt = x.dtype();
+    std::vector<Tensor> r = pool_kernel<true>(node, {ops::to(x, DType::f64)});
+    return {ops::to(r[0], dt)};
+  }
   std::array<int64_t, 2> k = pair_attr(node, "kernel_shape", 1);
   std::array<int64_t, 2> s = pair_attr(node, "strides", 1);
   if (node.has_attr("dilations") && node.attr_ints("dilations") != std::vector<int64_t>{1, 1})
@@ -118,7 +124,9 @@ std::vector<Tensor> pool_kernel(const Node& node, const std::vector<Tensor>& in)
   if (pads.size() != 4) kernel_error(node, "pads must have 4 entries");
   std::array<int64_t, 2> extra{0, 0};
   if (node.attr_int("ceil_mode", 0)) extra = ceil_extra(x, k, s, pads);
-  bool symmetric = pads[0] == pads[2] && pads[1] == pads[3] && extra == std::array<int64_t, 2>{0, 0};
+  // Kiln's pooling pads symmetrically by at most half the window; anything else pads explicitly.
+  bool symmetric = pads[0] == pads[2] && pads[1] == pads[3] && extra == std::array<int64_t, 2>{0, 0} &&
+                   2 * pads[0] <= k[0] && 2 * pads[1] <= k[1];
   bool count_pad = node.attr_int("count_include_pad", 0) != 0;
   std::vector<int64_t> torch_pads = {pads[1], pads[3] + extra[1], pads[0], pads[2] + extra[0]};
   if constexpr (kMax) {
@@ -164,7 +172,19 @@ std::vector<Tensor> layer_norm_kernel(const Node& node, const std::vector<Tensor
   // ONNX scale/bias broadcast to the normalised shape; Kiln wants them shaped exactly so.
   if (w.defined() && w.shape() != normalized) w = ops::contiguous(ops::expand(w, normalized));
   if (b.defined() && b.shape() != normalized) b = ops::contiguous(ops::expand(b, normalized));
-  return {ops::layer_norm(x, normalized, w, b, node.attr_float("epsilon", 1e-5))};
+  double eps = node.attr_float("epsilon", 1e-5);
+  std::vector<Tensor> out{ops::layer_norm(x, normalized, w, b, eps)};
+  if (node.outputs.size() > 1) {  // ONNX's optional Mean and InvStdDev, computed in f32 (stash_type 1)
+    std::vector<int64_t> dims;
+    for (int64_t d = axis; d < x.dim(); ++d) dims.push_back(d);
+    Tensor xf = x.dtype() == DType::f64 ? x : ops::to(x, DType::f32);
+    Tensor mean = ops::mean(xf, dims, /*keepdim=*/true);
+    Tensor centred = ops::sub(xf, mean);
+    Tensor var = ops::mean(ops::mul(centred, centred), dims, /*keepdim=*/true);
+    out.push_back(mean);
+    out.push_back(ops::rsqrt(ops::add(var, eps)));
+  }
+  return out;
 }
 
 std::vector<Tensor> softmax_kernel(const Node& node, const std::vector<Tensor>& in) {

@@ -6,6 +6,7 @@
 #include "kiln/graph/kernels.h"
 #include "kiln/ops/elementwise.h"
 #include "kiln/ops/reduce.h"
+#include "kiln/ops/shape_ops.h"
 
 namespace kiln::graph {
 
@@ -55,8 +56,15 @@ std::vector<Tensor> reduce_kernel(const Node& node, const std::vector<Tensor>& i
 std::vector<Tensor> argmax_kernel(const Node& node, const std::vector<Tensor>& in) {
   if (in.empty() || !in[0].defined()) kernel_error(node, "missing input x");
   const Tensor& x = in[0];
-  if (node.attr_int("select_last_index", 0) != 0) kernel_error(node, "select_last_index=1 is not supported");
-  return {ops::argmax(x, normalize_axis(node.attr_int("axis", 0), x.dim(), node), node.attr_int("keepdims", 1) != 0)};
+  int64_t axis = normalize_axis(node.attr_int("axis", 0), x.dim(), node);
+  bool keepdim = node.attr_int("keepdims", 1) != 0;
+  if (node.attr_int("select_last_index", 0) == 0) return {ops::argmax(x, axis, keepdim)};
+  // The last maximum is the first one of the reversed axis.
+  int64_t size = x.shape()[axis];
+  std::vector<int64_t> reversed(static_cast<size_t>(size));
+  for (int64_t i = 0; i < size; ++i) reversed[static_cast<size_t>(i)] = size - 1 - i;
+  Tensor idx = ops::argmax(ops::index_select(x, axis, Tensor::from_vector(reversed)), axis, keepdim);
+  return {ops::rsub(static_cast<double>(size - 1), idx)};
 }
 
 std::vector<Tensor> var_kernel(const Node& node, const std::vector<Tensor>& in) {

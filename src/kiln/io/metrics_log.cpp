@@ -12,7 +12,7 @@ namespace kiln::io {
 
 std::string to_json_line(const MetricRecord& record) {
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
-  for (const auto& [key, value] : record) std::visit([&](const auto& v) { j[key] = v; }, value);
+  for (const auto& [key, value] : record) std::visit([&j, &key = key](const auto& v) { j[key] = v; }, value);
   return j.dump();
 }
 

@@ -192,7 +192,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
     const Tensor& x = x_.get();
     Tensor gx = Tensor::empty(x.shape(), x.dtype());
     dispatch_float(x.dtype(), "cross_entropy backward", [&]<typename T>() {
-      auto [scale, stride] = row_scale<T>(g, opt.reduction, kept, l.R);
+      // Not a structured binding: clang 14 (the fuzz build) cannot capture those in the lambda below.
+      auto scaled = row_scale<T>(g, opt.reduction, kept, l.R);
+      const auto& scale = scaled.first;
+      const auto stride = scaled.second;
       const T* xp = x.data<T>();
       const int64_t* tp = tgt.data<int64_t>();
       const T* sp = lse.data<T>();

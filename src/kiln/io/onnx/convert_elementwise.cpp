@@ -6,9 +6,26 @@ namespace kiln::io {
 
 namespace {
 
+// Before opset 7 an arithmetic op broadcast only with broadcast=1, and then aligned B's dims
+// with A's starting at `axis` (default: the trailing dims, as NumPy does).
+Value* legacy_broadcast(ConvertContext& ctx, Value* a, Value* b) {
+  if (ctx.opset >= 7 || ctx.attr_int("broadcast", 0) == 0 || !ctx.has_attr("axis")) return b;
+  if (!a->shape || !b->shape) ctx.unsupported("broadcast with axis on inputs of unknown rank");
+  auto ra = static_cast<int64_t>(a->shape->size()), rb = static_cast<int64_t>(b->shape->size());
+  int64_t axis = ctx.attr_int("axis", 0);
+  if (axis < 0) axis += ra;
+  int64_t trailing = ra - axis - rb;
+  if (axis < 0 || trailing < 0) ctx.invalid("broadcast axis out of range");
+  if (trailing == 0) return b;
+  std::vector<int64_t> axes;
+  for (int64_t i = 0; i < trailing; ++i) axes.push_back(rb + i);
+  return ctx.temp("unsqueeze", {b}, {{"axes", axes}}, b->dtype);
+}
+
 template <const char* kOp>
 void binary(ConvertContext& ctx) {
-  ctx.emit(kOp, {ctx.required_in(0, "A"), ctx.required_in(1, "B")});
+  Value* a = ctx.required_in(0, "A");
+  ctx.emit(kOp, {a, legacy_broadcast(ctx, a, ctx.required_in(1, "B"))});
 }
 
 template <const char* kOp>

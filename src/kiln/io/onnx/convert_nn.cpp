@@ -181,8 +181,6 @@ void batch_norm(ConvertContext& ctx) {
 }
 
 void layer_norm(ConvertContext& ctx) {
-  for (size_t k = 1; k < ctx.num_outputs(); ++k)
-    if (!ctx.node.output(static_cast<int>(k)).empty()) ctx.unsupported("the Mean and InvStdDev outputs");
   ctx.emit("layer_norm", {ctx.required_in(0, "X"), ctx.in(1), ctx.in(2)},
            {{"axis", ctx.attr_int("axis", -1)}, {"epsilon", ctx.attr_float("epsilon", 1e-5)}});
 }

@@ -36,9 +36,11 @@ void reduce_composite(ConvertContext& ctx) {
 template <bool kMax>
 void arg_reduce(ConvertContext& ctx) {
   Value* x = ctx.required_in(0, "data");
-  if (ctx.attr_int("select_last_index", 0) != 0) ctx.unsupported("select_last_index=1");
   Value* src = kMax ? x : ctx.temp("neg", {x}, {}, x->dtype);
-  ctx.emit("argmax", {src}, {{"axis", ctx.attr_int("axis", 0)}, {"keepdims", ctx.attr_int("keepdims", 1)}},
+  ctx.emit("argmax", {src},
+           {{"axis", ctx.attr_int("axis", 0)},
+            {"keepdims", ctx.attr_int("keepdims", 1)},
+            {"select_last_index", ctx.attr_int("select_last_index", 0)}},
            DType::i64);
 }
 

@@ -24,6 +24,10 @@ void constant(ConvertContext& ctx) {
 }
 
 void reshape(ConvertContext& ctx) {
+  if (ctx.opset < 5) {  // the target shape was an attribute
+    ctx.emit("reshape", {ctx.required_in(0, "data")}, {{"shape", ctx.attr_ints("shape")}});
+    return;
+  }
   ctx.emit("reshape", {ctx.required_in(0, "data"), ctx.required_in(1, "shape")},
            {{"allowzero", ctx.attr_int("allowzero", 0)}});
 }

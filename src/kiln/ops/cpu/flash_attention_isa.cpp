@@ -47,8 +47,12 @@ inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 // Broadcast as a lane-0 shuffle: GCC emits one vbroadcastss (0 + x would stay a scalar add, and
 // a lane-by-lane fill becomes a chain of inserts).
 inline Vec splat(float x) {
+#if defined(__clang__)
+  return Vec{} + x;  // clang has no __builtin_shuffle with a mask vector (fuzz builds use clang)
+#else
   Vec v = {x};
   return __builtin_shuffle(v, IVec{});
+#endif
 }
 // A zero GCC cannot see through: it turns loops that store a known zero into memset calls, and
 // the call costs more than the few vectors of a tile row.
@@ -315,7 +319,6 @@ struct View {
 // 4 x 4 sub-blocks go through registers (two rounds of 128-bit shuffles, on every ISA): scalar
 // element moves made this copy about half as costly as the score product it feeds at T = 128.
 using V4 = float __attribute__((vector_size(16)));
-using I4 = int32_t __attribute__((vector_size(16)));
 
 void transpose_blocked(const float* src, int64_t sr, int64_t rows, int64_t cols, int64_t bk, float* dst) {
   for (int64_t j0 = 0; j0 < rows; j0 += bk) {
@@ -329,10 +332,10 @@ void transpose_blocked(const float* src, int64_t sr, int64_t rows, int64_t cols,
         std::memcpy(&x1, base + (r + 1) * sr + c, 16);
         std::memcpy(&x2, base + (r + 2) * sr + c, 16);
         std::memcpy(&x3, base + (r + 3) * sr + c, 16);
-        const V4 t0 = __builtin_shuffle(x0, x1, I4{0, 4, 1, 5}), t1 = __builtin_shuffle(x0, x1, I4{2, 6, 3, 7});
-        const V4 t2 = __builtin_shuffle(x2, x3, I4{0, 4, 1, 5}), t3 = __builtin_shuffle(x2, x3, I4{2, 6, 3, 7});
-        const V4 y0 = __builtin_shuffle(t0, t2, I4{0, 1, 4, 5}), y1 = __builtin_shuffle(t0, t2, I4{2, 3, 6, 7});
-        const V4 y2 = __builtin_shuffle(t1, t3, I4{0, 1, 4, 5}), y3 = __builtin_shuffle(t1, t3, I4{2, 3, 6, 7});
+        const V4 t0 = __builtin_shufflevector(x0, x1, 0, 4, 1, 5), t1 = __builtin_shufflevector(x0, x1, 2, 6, 3, 7);
+        const V4 t2 = __builtin_shufflevector(x2, x3, 0, 4, 1, 5), t3 = __builtin_shufflevector(x2, x3, 2, 6, 3, 7);
+        const V4 y0 = __builtin_shufflevector(t0, t2, 0, 1, 4, 5), y1 = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+        const V4 y2 = __builtin_shufflevector(t1, t3, 0, 1, 4, 5), y3 = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
         std::memcpy(panel + c * bk + r, &y0, 16);
         std::memcpy(panel + (c + 1) * bk + r, &y1, 16);
         std::memcpy(panel + (c + 2) * bk + r, &y2, 16);
