@@ -25,15 +25,29 @@ namespace fs = std::filesystem;
 int run_export(const ExportArgs& args) {
   KILN_CHECK(args.format == "onnx", "export: unknown --format '", args.format, "' (supported: onnx)");
   KILN_CHECK(!args.output.empty(), "export: -o FILE is required");
-  io::Checkpoint ckpt = io::load_checkpoint(args.checkpoint);
-  TrainConfig config = parse_config(ckpt.state.config_toml, args.checkpoint + " (embedded config)");
-  Task task = make_task(config, &ckpt.state.extra);
-  nn::ModulePtr model = nn::make_model(task.spec, config.seed);
-  model->load_state_dict(ckpt.model);
-  graph::Graph g = io::trace(*model, {example_input(task.spec, 2)});
+  KILN_CHECK(args.checkpoint.empty() != args.model.empty(), "export: give a checkpoint or --model NAME (not both)");
+  nn::ModelSpec spec;
+  nn::ModulePtr model;
+  if (!args.checkpoint.empty()) {
+    io::Checkpoint ckpt = io::load_checkpoint(args.checkpoint);
+    TrainConfig config = parse_config(ckpt.state.config_toml, args.checkpoint + " (embedded config)");
+    Task task = make_task(config, &ckpt.state.extra);
+    spec = task.spec;
+    model = nn::make_model(spec, config.seed);
+    model->load_state_dict(ckpt.model);
+  } else {
+    spec.name = args.model;
+    if (spec.name == "gpt_char") spec.vocab_size = 65;  // the corpus's character count; weights are fresh
+    model = nn::make_model(spec, args.seed);
+  }
+  graph::Graph g = io::trace(*model, {example_input(spec, 2)});
   io::save_onnx(g, args.output);
-  nlohmann::json j = {{"checkpoint", args.checkpoint}, {"onnx", args.output},      {"model", config.model.name},
-                      {"opset", io::kExportOpset},     {"nodes", g.nodes().size()}, {"batch", "symbolic (N)"}};
+  nlohmann::json j = {{"source", args.checkpoint.empty() ? "--model " + args.model : args.checkpoint},
+                      {"onnx", args.output},
+                      {"model", spec.name},
+                      {"opset", io::kExportOpset},
+                      {"nodes", g.nodes().size()},
+                      {"batch", "symbolic (N)"}};
   std::printf("%s\n", j.dump().c_str());
   return 0;
 }

@@ -2,6 +2,7 @@
 // turned into one line on stderr by main.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,9 @@ int run_tune_kernels(const TuneArgs& args);
 
 // kiln export CHECKPOINT --format onnx -o model.onnx
 struct ExportArgs {
-  std::string checkpoint;
+  std::string checkpoint;  // or:
+  std::string model;       // a reference model with fresh weights (benchmarks, tests)
+  uint64_t seed = 0;
   std::string format = "onnx";
   std::string output;
 };

@@ -83,7 +83,9 @@ int main(int argc, char** argv) {
 
   kiln::cli::ExportArgs exp;
   auto* ex = app.add_subcommand("export", "Export a checkpoint's model (traced) to ONNX");
-  ex->add_option("checkpoint", exp.checkpoint, "checkpoint file (.safetensors)")->required();
+  ex->add_option("checkpoint", exp.checkpoint, "checkpoint file (.safetensors)");
+  ex->add_option("--model", exp.model, "or a reference model with fresh weights: mlp | cnn | resnet_small | gpt_char");
+  ex->add_option("--seed", exp.seed, "weight seed for --model")->capture_default_str();
   ex->add_option("--format", exp.format, "onnx")->capture_default_str();
   ex->add_option("-o,--output", exp.output, "output file")->required();
 
