@@ -9,6 +9,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "kiln/core/error.h"
 #include "kiln/graph/fused_program.h"
 #include "kiln/graph/pass_util.h"
 #include "kiln/graph/passes.h"
@@ -144,14 +145,14 @@ struct Grouping {
 
 std::string operand_text(Value* v, const std::unordered_map<const Value*, int>& temps,
                          std::vector<Value*>& inputs) {
-  if (auto it = temps.find(v); it != temps.end()) return "t" + std::to_string(it->second);
+  if (auto it = temps.find(v); it != temps.end()) return detail::concat("t", it->second);
   if (is_scalar_f32_const(v)) return fused::immediate(static_cast<float>(v->constant.item()));
   auto at = std::find(inputs.begin(), inputs.end(), v);
   if (at == inputs.end()) {
     inputs.push_back(v);
     at = inputs.end() - 1;
   }
-  return "in" + std::to_string(at - inputs.begin());
+  return detail::concat("in", at - inputs.begin());
 }
 
 // Replaces one group (>= 2 nodes, in graph order) by a fused_elementwise node.
@@ -163,9 +164,9 @@ void build_fused(Graph& g, const std::vector<Node*>& members, const pass::UseInd
   std::vector<Value*> outs;
   for (Node* n : members) {
     Member m = *describe(*n);
-    std::string line = "t" + std::to_string(temps.size()) + " = " + std::string(m.spec->name);
-    for (Value* v : m.operands) line += " " + operand_text(v, temps, inputs);
-    for (float f : m.immediates) line += " " + fused::immediate(f);
+    std::string line = detail::concat("t", temps.size(), " = ", m.spec->name);
+    for (Value* v : m.operands) (line += ' ') += operand_text(v, temps, inputs);
+    for (float f : m.immediates) (line += ' ') += fused::immediate(f);
     program.push_back(std::move(line));
     temps[n->outputs[0]] = static_cast<int>(temps.size());
   }
@@ -177,7 +178,7 @@ void build_fused(Graph& g, const std::vector<Node*>& members, const pass::UseInd
         for (const Value* in : u->inputs) inside += in == v ? 1 : 0;
     if (uses.count(v) > inside) {
       outs.push_back(v);
-      out_names.push_back("t" + std::to_string(temps.at(v)));
+      out_names.push_back(detail::concat("t", temps.at(v)));
     }
   }
   const auto rank = static_cast<int64_t>(members.back()->outputs[0]->shape->size());

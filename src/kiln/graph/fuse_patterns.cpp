@@ -48,9 +48,22 @@ struct Matcher {
 
 bool near(double a, double b, double rtol = 1e-5) { return std::fabs(a - b) <= rtol * std::fabs(b); }
 
+// A one-element f32 constant: the patterns' constants must not promote the f32 math they
+// multiply into (an f64 constant would make the unfused result f64).
+std::optional<double> f32_scalar(const Value* v) {
+  const Tensor* t = const_of(v);
+  return t && t->dtype() == DType::f32 ? scalar_const(v) : std::nullopt;
+}
+
 bool scalar_near(const Value* v, double x, double rtol = 1e-5) {
-  auto s = scalar_const(v);
+  auto s = f32_scalar(v);
   return s && near(*s, x, rtol);
+}
+
+// Pow's exponent: an f32 or integer one-element constant equal to e.
+bool exponent_is(const Value* v, double e) {
+  const Tensor* t = const_of(v);
+  return t && (t->dtype() == DType::f32 || is_integral(t->dtype())) && scalar_const(v) == e;
 }
 
 // For a binary node reading `v`, its other operand.
@@ -155,7 +168,7 @@ bool gelu_erf(Matcher& m, Node* erf) {
 bool is_cube_of(Matcher& m, const Value* c, const Value* x, const Node* user, std::vector<Node*>& chain) {
   if (Node* p = m.only_for(c, "pow", user)) {
     chain.push_back(p);
-    return p->input(0) == x && scalar_near(p->input(1), 3.0);
+    return p->input(0) == x && exponent_is(p->input(1), 3.0);
   }
   Node* outer = m.only_for(c, "mul", user);
   if (!outer) return false;
@@ -242,14 +255,14 @@ bool layer_norm(Matcher& m, Node* div) {
   Value* var = nullptr;
   double eps = 0;
   for (int i = 0; i < 2 && !var; ++i)
-    if (auto e = scalar_const(add_eps->input(static_cast<size_t>(i)))) {
+    if (auto e = f32_scalar(add_eps->input(static_cast<size_t>(i)))) {
       eps = *e;
       var = add_eps->input(static_cast<size_t>(1 - i));
     }
   Node* mv = var ? m.only_for(var, "mean", add_eps) : nullptr;
   if (!mv) return false;
   Node* p = nullptr;
-  if ((p = m.only_for(mv->input(0), "pow", mv)) && (p->input(0) != d || !scalar_near(p->input(1), 2.0, 0))) return false;
+  if ((p = m.only_for(mv->input(0), "pow", mv)) && (p->input(0) != d || !exponent_is(p->input(1), 2.0))) return false;
   if (!p && (p = m.only_for(mv->input(0), "mul", mv)) && (p->input(0) != d || p->input(1) != d)) return false;
   if (!p) return false;
   // d is read by the square and the division only.
@@ -325,7 +338,7 @@ std::pair<Node*, Value*> causal_mask(Matcher& m, Value* masked, const Node* user
     for (int i = 0; i < 2; ++i) {
       const Tensor* c = const_of(add->input(static_cast<size_t>(i)));
       auto dims = c ? mask_dims(*c) : std::nullopt;
-      if (!dims || !is_floating(c->dtype())) continue;
+      if (!dims || c->dtype() != DType::f32) continue;
       std::vector<double> v = c->to_vector<double>();
       std::vector<bool> keep(v.size());
       bool clean = true;
@@ -342,7 +355,7 @@ std::pair<Node*, Value*> causal_mask(Matcher& m, Value* masked, const Node* user
     auto dims = cond ? mask_dims(*cond) : std::nullopt;
     if (!dims) return {nullptr, nullptr};
     for (int slot = 1; slot <= 2; ++slot) {
-      auto fill = scalar_const(w->input(static_cast<size_t>(3 - slot)));
+      auto fill = f32_scalar(w->input(static_cast<size_t>(3 - slot)));
       if (!fill || !(*fill <= kMasked)) continue;
       std::vector<bool> keep;
       for (double c : cond->to_vector<double>()) keep.push_back((c != 0.0) == (slot == 1));
@@ -367,13 +380,13 @@ bool attention(Matcher& m, Node* out_mm) {
   Node* sc = m.only_for(s2, "div", scale_user);
   Value* s = nullptr;
   if (sc) {
-    auto c = scalar_const(sc->input(1));
+    auto c = f32_scalar(sc->input(1));
     if (!c || *c == 0) return false;
     scale = 1.0 / *c;
     s = sc->input(0);
   } else if ((sc = m.only_for(s2, "mul", scale_user))) {
     for (int i = 0; i < 2 && !s; ++i)
-      if (auto c = scalar_const(sc->input(static_cast<size_t>(i)))) {
+      if (auto c = f32_scalar(sc->input(static_cast<size_t>(i)))) {
         scale = *c;
         s = sc->input(static_cast<size_t>(1 - i));
       }

@@ -52,7 +52,9 @@ std::string node_key(const Node& n) {
     int64_t id = in ? in->id : -1;
     put_bytes(key, &id, sizeof id);
   }
-  key += '|' + std::to_string(n.outputs.size()) + '|';
+  key += '|';
+  key += std::to_string(n.outputs.size());
+  key += '|';
   for (const auto& [name, a] : n.attrs) {
     key += name + '=';
     put_attr(key, a);
@@ -69,6 +71,8 @@ bool is_output(const Graph& g, const Value* v) {
 // x op c keeps x's shape and dtype: c broadcasts into x without adding dims or promoting.
 bool keeps_shape_and_dtype(const Value* x, const Tensor& c, const Value* out) {
   if (promote_types(x->dtype, c.dtype()) != x->dtype || out->dtype != x->dtype) return false;
+  // Half-precision arithmetic computes (and returns) f32.
+  if (x->dtype == DType::f16 || x->dtype == DType::bf16) return false;
   if (c.dim() == 0) return true;
   int64_t r = pass::rank_of(x);
   if (r < c.dim()) return false;
@@ -220,7 +224,7 @@ int eliminate_common_subexpressions(Graph& g) {
   for (const auto& v : g.values())
     if (v->is_constant() && !is_output(g, v.get())) {
       std::string k(dtype_name(v->dtype));
-      for (int64_t d : v->constant.shape()) k += "," + std::to_string(d);
+      for (int64_t d : v->constant.shape()) (k += ',') += std::to_string(d);
       buckets[k].push_back(v.get());
     }
   std::vector<std::pair<Value*, Value*>> same;  // (duplicate, kept)
