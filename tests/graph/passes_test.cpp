@@ -261,6 +261,17 @@ TEST(Optimize, RunsEveryPassAndLogsIt) {
   EXPECT_EQ(count_op(g2, "fused_elementwise"), 0);
   EXPECT_EQ(count_op(g2, "matmul"), 1);
   for (const auto& e : log) EXPECT_GE(e.nodes_before, e.nodes_after) << e.pass;
+
+  Graph g3;
+  build(g3);
+  PassOptions p;
+  p.print_after = "fuse_patterns";
+  ::testing::internal::CaptureStderr();
+  optimize(g3, p);
+  std::string printed = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(printed.find("graph after fuse_patterns"), std::string::npos) << printed;
+  EXPECT_NE(printed.find("linear_act"), std::string::npos) << printed;
+  EXPECT_EQ(printed.find("fused_elementwise"), std::string::npos) << printed;
 }
 
 }  // namespace
