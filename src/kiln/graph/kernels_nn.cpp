@@ -84,11 +84,10 @@ std::vector<Tensor> conv2d_kernel(const Node& node, const std::vector<Tensor>& i
   Padding p = split_pads(node);
   if (!p.explicit_pads.empty()) x = ops::pad(x, p.explicit_pads);
   o.padding = p.symmetric;
-  Tensor y = ops::conv2d(x, arg(node, in, 1, "w"), opt(in, 2), o);
   ops::LinearActivation act = activation_attr(node);
-  if (act == ops::LinearActivation::relu) y = ops::relu(y);
-  else if (act != ops::LinearActivation::none) kernel_error(node, "conv2d fuses only relu");
-  return {y};
+  if (act != ops::LinearActivation::none && act != ops::LinearActivation::relu) kernel_error(node, "conv2d fuses only relu");
+  o.relu = act == ops::LinearActivation::relu;  // in the kernel's last pass over the output
+  return {ops::conv2d(x, arg(node, in, 1, "w"), opt(in, 2), o)};
 }
 
 // Extra end padding that makes a pooled size round up (ceil_mode), per spatial dim.

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <vector>
 
+#include "kiln/ops/elementwise.h"
 #include "kiln/ops/autograd_record.h"
 #include "kiln/ops/cpu/conv_algo.h"
 #include "kiln/ops/cpu/conv_kernels.h"
@@ -75,10 +76,25 @@ double time_best_of_two(F&& fn) {
   return best;
 }
 
+// The graph form's attributes (graph/kernels_nn.cpp).
+TraceAttrs conv_trace_attrs(const Conv2dOptions& opt) {
+  TraceAttrs a = {{"strides", std::vector<int64_t>{opt.stride[0], opt.stride[1]}},
+                  {"pads", std::vector<int64_t>{opt.padding[0], opt.padding[1], opt.padding[0], opt.padding[1]}},
+                  {"dilations", std::vector<int64_t>{opt.dilation[0], opt.dilation[1]}},
+                  {"group", opt.groups}};
+  if (opt.relu) a.push_back({"activation", std::string("relu")});
+  return a;
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt) {
   TracedOp trace_;
+  if (opt.relu && any_requires_grad({x, w, b})) {
+    Conv2dOptions plain = opt;
+    plain.relu = false;
+    return traced(trace_, "conv2d", {x, w, b}, relu(conv2d(x, w, b, plain)), conv_trace_attrs(opt));
+  }
   const cpu::ConvShape s = plan_conv(x, w, b, opt);
   Tensor xc = contiguous_raw(x), wc = contiguous_raw(w), bc = b.defined() ? contiguous_raw(b) : Tensor();
   Tensor out = Tensor::empty({s.N, s.O, s.OH(), s.OW()}, x.dtype());
@@ -91,8 +107,10 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
   ConvAlgo fwd = ConvAlgo::im2col, bwd_w = ConvAlgo::im2col;
   if (f32 && !empty) {
     fwd = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::forward, [&](ConvAlgo c) {
-      return time_best_of_two(
-          [&] { cpu::conv_forward_f32(c, s, xc.data<float>(), wc.data<float>(), ptr<float>(bc), out.data<float>()); });
+      return time_best_of_two([&] {
+        cpu::conv_forward_f32(c, s, xc.data<float>(), wc.data<float>(), ptr<float>(bc), out.data<float>(), {},
+                              opt.relu);
+      });
     });
     if (track && w.requires_grad()) bwd_w = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::backward_weights);
   }
@@ -104,18 +122,12 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
   if (!empty) {
     if (f32)
       cpu::conv_forward_keep_f32(fwd, s, xc.data<float>(), wc.data<float>(), ptr<float>(bc), out.data<float>(),
-                                 ptr<float>(keep));
+                                 ptr<float>(keep), opt.relu);
     else
       cpu::im2col_conv_forward<double>(s, xc.data<double>(), wc.data<double>(), ptr<double>(bc), out.data<double>(),
-                                       ptr<double>(keep));
+                                       ptr<double>(keep), opt.relu);
   }
-  if (!track)
-    return traced(
-        trace_, "conv2d", {x, w, b}, out,
-        {{"strides", std::vector<int64_t>{opt.stride[0], opt.stride[1]}},
-         {"pads", std::vector<int64_t>{opt.padding[0], opt.padding[1], opt.padding[0], opt.padding[1]}},
-         {"dilations", std::vector<int64_t>{opt.dilation[0], opt.dilation[1]}},
-         {"group", opt.groups}});
+  if (!track) return traced(trace_, "conv2d", {x, w, b}, out, conv_trace_attrs(opt));
   return traced(
       trace_, "conv2d", {x, w, b},
       record("conv2d", inputs, out,
@@ -156,10 +168,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
                                       saved_ok ? keep.data<float>() : nullptr);
                return grads;
              }),
-      {{"strides", std::vector<int64_t>{opt.stride[0], opt.stride[1]}},
-       {"pads", std::vector<int64_t>{opt.padding[0], opt.padding[1], opt.padding[0], opt.padding[1]}},
-       {"dilations", std::vector<int64_t>{opt.dilation[0], opt.dilation[1]}},
-       {"group", opt.groups}});
+      conv_trace_attrs(opt));
 }
 
 }  // namespace kiln::ops

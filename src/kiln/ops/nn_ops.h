@@ -14,6 +14,9 @@ struct Conv2dOptions {
   std::array<int64_t, 2> padding{0, 0};
   std::array<int64_t, 2> dilation{1, 1};
   int64_t groups = 1;
+  // y = max(conv + b, 0), the ReLU fused into the kernel's last pass over y when no gradient is
+  // needed (inference, compiled graphs); with autograd it is relu(conv2d(...)).
+  bool relu = false;
 };
 // x (N, C, H, W), w (O, C/groups, KH, KW), b (O) or undefined -> (N, O, OH, OW)
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv2dOptions& opt = {});
