@@ -32,13 +32,34 @@ TEST(FusePatterns, MatmulBiasAndActivationsBecomeLinearAct) {
     Value* c = op(g, "conv2d", {x3, g.add_constant("w3", randn({3, 2, 3, 3}, gen))});
     g.mark_output(op(g, "relu", {c}));
   };
-  Graph g = check_pass(build, [](Graph& g) { EXPECT_EQ(fuse_patterns(g), 4); }, 1e-5, "linear");
+  // matmul -> linear, + bias, relu, gelu, conv+relu: five rewrites.
+  Graph g = check_pass(build, [](Graph& g) { EXPECT_EQ(fuse_patterns(g), 5); }, 1e-5, "linear");
   EXPECT_EQ(count_op(g, "linear_act"), 2);
   EXPECT_EQ(count_op(g, "conv2d"), 1);
   EXPECT_EQ(g.nodes().size(), 3u);
   EXPECT_EQ(g.outputs()[0]->producer->attr_string("activation"), "relu");
   EXPECT_EQ(g.outputs()[1]->producer->attr_string("activation"), "gelu_tanh");
   EXPECT_EQ(g.outputs()[2]->producer->attr_string("activation"), "relu");
+}
+
+// A bias-free matmul by a constant (as exports of zero-bias layers simplify to) still reaches
+// the fused GEMM epilogue: matmul -> linear(W^T), then linear + gelu -> linear_act, and a later
+// constant add becomes the linear's bias.
+TEST(FusePatterns, BiasFreeMatmulBecomesLinearAndTakesActivationOrBias) {
+  auto build = [](Graph& g) {
+    Generator gen(2);
+    Value* x = g.add_input("x", DType::f32, fs({2, 5, 8}));
+    Value* h = op(g, "matmul", {x, g.add_constant("w", randn({8, 6}, gen))});
+    g.mark_output(named_op(g, "y", "gelu", {h}, {{"approximate", std::string("tanh")}}));
+    Value* h2 = op(g, "matmul", {x, g.add_constant("w2", randn({8, 3}, gen))});
+    g.mark_output(named_op(g, "z", "add", {h2, g.add_constant("b2", randn({3}, gen))}));
+  };
+  Graph g = check_pass(build, [](Graph& g) { EXPECT_GT(fuse_patterns(g), 0); }, 1e-5, "bias-free matmul");
+  EXPECT_EQ(count_op(g, "matmul"), 0);
+  EXPECT_EQ(count_op(g, "linear_act"), 1);
+  EXPECT_EQ(count_op(g, "linear"), 1);
+  EXPECT_EQ(g.nodes().size(), 2u);
+  EXPECT_NE(g.outputs()[1]->producer->input(2), nullptr);  // the add became the bias
 }
 
 TEST(FusePatterns, IntermediatesWithOtherReadersBlockFusion) {
@@ -51,7 +72,9 @@ TEST(FusePatterns, IntermediatesWithOtherReadersBlockFusion) {
   Value* l = op(g, "linear", {x, g.add_constant("w2", randn({5, 8}, gen))});
   g.mark_output(op(g, "relu", {l}));
   g.mark_output(op(g, "exp", {l}));  // read twice
-  EXPECT_EQ(fuse_patterns(g), 0);
+  EXPECT_EQ(fuse_patterns(g), 1);      // only the matmul itself becomes a linear (no bias: h is an output)
+  EXPECT_EQ(count_op(g, "add"), 1);
+  EXPECT_EQ(count_op(g, "relu"), 1);
 }
 
 // The GELU decompositions exporters write, each checked against the unfused graph.

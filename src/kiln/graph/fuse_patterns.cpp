@@ -97,6 +97,35 @@ bool matmul_bias(Matcher& m, Node* add) {
   return false;
 }
 
+// ---- matmul(x, W) -> linear(x, W^T) for a constant W (K, N): one GEMM over all of x's rows
+// (matmul broadcasts W over x's batch dims) and the form the bias and activation fusions know.
+bool matmul_const_weight(Matcher& m, Node* mm) {
+  Value* x = mm->input(0);
+  const Tensor* w = const_of(mm->input(1));
+  if (!w || w->dim() != 2 || w->dtype() != DType::f32 || !is_f32(x) || pass::rank_of(x) < 2) return false;
+  NoGradGuard no_grad;
+  Value* wt = m.g.add_constant({}, contiguous_raw(ops::transpose(*w, 0, 1)));
+  pass::rewrite(mm, "linear", {x, wt});
+  m.touch({mm});
+  return true;
+}
+
+// ---- linear(x, W) + b -> linear(x, W, b) for a constant b (out)
+bool linear_bias(Matcher& m, Node* add) {
+  for (int side = 0; side < 2; ++side) {
+    Node* lin = m.only_for(add->input(static_cast<size_t>(side)), "linear", add);
+    if (!lin || lin->input(2)) continue;
+    Value* b = add->input(static_cast<size_t>(1 - side));
+    const Tensor* bias = const_of(b);
+    const Tensor* w = const_of(lin->input(1));
+    if (!bias || !w || bias->dim() != 1 || bias->dtype() != DType::f32 || bias->shape()[0] != w->shape()[0]) continue;
+    pass::rewrite(add, "linear", {lin->input(0), lin->input(1), b});
+    m.touch({lin, add});
+    return true;
+  }
+  return false;
+}
+
 // ---- act(linear(x, W, b)) -> linear_act {activation}; relu(conv2d(...)) -> conv2d {activation: relu}
 bool activation_into_producer(Matcher& m, Node* act) {
   std::string activation = "relu";
@@ -429,8 +458,8 @@ int fuse_patterns(Graph& g) {
       if (op == "erf") hit = gelu_erf(m, n);
       else if (op == "tanh") hit = gelu_tanh(m, n);
       else if (op == "div") hit = layer_norm(m, n);
-      else if (op == "matmul") hit = attention(m, n);
-      else if (op == "add") hit = matmul_bias(m, n);
+      else if (op == "matmul") hit = attention(m, n) || matmul_const_weight(m, n);
+      else if (op == "add") hit = matmul_bias(m, n) || linear_bias(m, n);
       else if (op == "relu" || op == "gelu") hit = activation_into_producer(m, n);
       changed += hit ? 1 : 0;
     }
