@@ -75,6 +75,7 @@ echo
 echo "| model | batch | threads | Kiln eager p50 | Kiln compiled p50 | ORT p50 | compiled speed-up vs eager | ORT / Kiln compiled latency |"
 echo "|---|---|---|---|---|---|---|---|"
 for row in "${rows[@]}"; do
+  # shellcheck disable=SC2016  # a JS template literal, not a shell expansion
   node -e 'const r = JSON.parse(process.argv[1]); const f = (x) => x.toPrecision(3) + " ms";
     console.log(`| ${r.model} | ${r.batch} | ${r.threads} | ${f(r.eager_p50_ms)} | ${f(r.compiled_p50_ms)} | ` +
                 `${f(r.ort_p50_ms)} | ${r.compiled_speedup.toFixed(2)}x | **${r.ort_over_compiled.toFixed(2)}** |`)' "$row"
