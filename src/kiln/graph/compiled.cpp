@@ -9,8 +9,8 @@ Compiled::Compiled(Graph g, const CompileOptions& options) : graph_(std::move(g)
 }
 
 std::vector<Tensor> Compiled::run(const std::vector<Tensor>& inputs) {
-  if (!options_.plan_memory) return exec_->run(inputs);
   std::map<std::string, int64_t> symbols = bind_inputs(graph_, inputs);
+  if (!options_.plan_memory) return exec_->run_checked(inputs, nullptr, nullptr);
   std::lock_guard<std::mutex> lock(mutex_);
   std::unique_ptr<Arena>& arena = arenas_[symbols];
   if (!arena) {
@@ -18,7 +18,7 @@ std::vector<Tensor> Compiled::run(const std::vector<Tensor>& inputs) {
     arena->plan = plan_memory(graph_, symbols);
     arena->bytes = ScratchBuffer<char>(arena->plan.arena_bytes);
   }
-  return exec_->run_planned(inputs, arena->plan, arena->bytes.data());
+  return exec_->run_checked(inputs, &arena->plan, arena->bytes.data());
 }
 
 std::vector<Tensor> Compiled::run(const std::map<std::string, Tensor>& named_inputs) {

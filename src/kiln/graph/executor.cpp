@@ -1,5 +1,6 @@
 #include "kiln/graph/executor.h"
 
+#include <algorithm>
 #include <unordered_map>
 
 #include "kiln/core/error.h"
@@ -26,6 +27,7 @@ Executor::Executor(const Graph& graph) : graph_(graph) {
       if (in && !in->is_constant()) last_use[in->id] = i;
   for (const Value* out : graph.outputs()) last_use.erase(out->id);
   release_.resize(nodes.size());
+  for (const auto& v : graph.values()) value_slots_ = std::max(value_slots_, static_cast<size_t>(v->id) + 1);
   for (const auto& [id, i] : last_use) release_[i].push_back(id);
   // Outputs nobody reads (a Dropout mask, a TopK value) are dropped right after their node.
   std::vector<int> uses = graph.use_counts();
@@ -66,24 +68,34 @@ std::map<std::string, int64_t> bind_inputs(const Graph& graph, const std::vector
 }
 
 std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
-  return run_planned(inputs, MemoryPlan{}, nullptr);
+  bind_inputs(graph_, inputs);
+  return run_checked(inputs, nullptr, nullptr);
 }
 
 std::vector<Tensor> Executor::run_planned(const std::vector<Tensor>& inputs, const MemoryPlan& plan,
                                           void* arena) const {
   bind_inputs(graph_, inputs);
+  return run_checked(inputs, &plan, arena);
+}
+
+std::vector<Tensor> Executor::run_checked(const std::vector<Tensor>& inputs, const MemoryPlan* plan_ptr,
+                                          void* arena) const {
+  static const MemoryPlan kNoPlan;
+  const MemoryPlan& plan = plan_ptr ? *plan_ptr : kNoPlan;
+  if (!plan_ptr) arena = nullptr;
   char* arena_begin = static_cast<char*>(arena);
   char* arena_end = arena_begin + (arena ? plan.arena_bytes : 0);
   std::vector<PlacementOffer> offers;
   NoGradGuard no_grad;
-  std::unordered_map<int64_t, Tensor> env;
-  for (size_t i = 0; i < inputs.size(); ++i) env[graph_.inputs()[i]->id] = inputs[i];
+  // Values by id: a flat table (ids are dense), cheaper than a map on small graphs at batch 1.
+  std::vector<Tensor> env(value_slots_);
+  for (size_t i = 0; i < inputs.size(); ++i) env[static_cast<size_t>(graph_.inputs()[i]->id)] = inputs[i];
   auto fetch = [&](const Value* v) -> Tensor {
     if (!v) return Tensor();
     if (v->is_constant()) return v->constant;
-    auto it = env.find(v->id);
-    KILN_ASSERT(it != env.end(), "graph executor: value %", v->name, " read before it was computed");
-    return it->second;
+    const Tensor& t = env[static_cast<size_t>(v->id)];
+    KILN_ASSERT(t.defined(), "graph executor: value %", v->name, " read before it was computed");
+    return t;
   };
   const auto& nodes = graph_.nodes();
   std::vector<Tensor> args;
@@ -118,8 +130,8 @@ std::vector<Tensor> Executor::run_planned(const std::vector<Tensor>& inputs, con
     }
     KILN_ASSERT(outs.size() >= n.outputs.size(), "kernel for ", n.op_name(), " returned ", outs.size(),
                 " outputs, node '", n.name, "' has ", n.outputs.size());
-    for (size_t k = 0; k < n.outputs.size(); ++k) env[n.outputs[k]->id] = std::move(outs[k]);
-    for (int64_t id : release_[i]) env.erase(id);
+    for (size_t k = 0; k < n.outputs.size(); ++k) env[static_cast<size_t>(n.outputs[k]->id)] = std::move(outs[k]);
+    for (int64_t id : release_[i]) env[static_cast<size_t>(id)] = Tensor();
   }
   std::vector<Tensor> results;
   for (const Value* out : graph_.outputs()) results.push_back(fetch(out));

@@ -28,6 +28,8 @@ class Executor {
   // else in the arena (it returned a view the plan did not expect) is copied out, so a plan can
   // cost a copy but never correctness.
   std::vector<Tensor> run_planned(const std::vector<Tensor>& inputs, const MemoryPlan& plan, void* arena) const;
+  // run_planned for inputs already checked with bind_inputs (graph::Compiled checks them once).
+  std::vector<Tensor> run_checked(const std::vector<Tensor>& inputs, const MemoryPlan* plan, void* arena) const;
 
   const Graph& graph() const { return graph_; }
 
@@ -35,6 +37,7 @@ class Executor {
   const Graph& graph_;
   std::vector<KernelFn> kernels_;                 // per node
   std::vector<std::vector<int64_t>> release_;     // per node: value ids whose last use it is
+  size_t value_slots_ = 0;                        // 1 + the largest value id
 };
 
 // Checks `inputs` against the declared graph inputs (see Executor::run) and returns the bound
