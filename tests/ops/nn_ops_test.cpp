@@ -793,3 +793,22 @@ TEST(NnNormF32, LayerNormParamGradsAcrossManyRowChunks) {
 }
 
 }  // namespace
+
+// Inference max pooling (no input needs a gradient) takes an index-free path; it must give the
+// values the indexed path gives, NaN windows included, for 2x2 and general windows.
+TEST(NnKnownValues, MaxPoolWithoutGradientMatchesTheIndexedPath) {
+  Generator gen(4);
+  Tensor x = randn({2, 3, 9, 10}, gen);
+  x.data<float>()[5] = NAN;
+  x.data<float>()[77] = -INFINITY;
+  for (auto [k, s] : {std::pair<int64_t, int64_t>{2, 2}, {3, 2}, {2, 1}}) {
+    Tensor leaf = clone_raw(x);
+    leaf.set_requires_grad(true);
+    Tensor with_idx = ops::max_pool2d(leaf, {k, k}, {s, s});
+    Tensor without = ops::max_pool2d(x, {k, k}, {s, s});
+    std::vector<float> a = with_idx.detach().to_vector<float>(), b = without.to_vector<float>();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_TRUE((std::isnan(a[i]) && std::isnan(b[i])) || a[i] == b[i]) << "k=" << k << " s=" << s << " i=" << i;
+  }
+}

@@ -82,6 +82,20 @@ void max_2x2_row(const T* __restrict r0, const T* __restrict r1, T* __restrict o
   }
 }
 
+// The same without the winning taps (inference: no backward will ask). Branch-free selects that
+// GCC vectorises; NaN still propagates (a NaN tap wins, as above).
+template <typename T>
+void max_2x2_row_values(const T* __restrict r0, const T* __restrict r1, T* __restrict o, int64_t ow_count) {
+  for (int64_t j = 0; j < ow_count; ++j) {
+    const T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+    T m = a;
+    m = (b > m || b != b) ? b : m;
+    m = (c > m || c != c) ? c : m;
+    m = (d > m || d != d) ? d : m;
+    o[j] = m;
+  }
+}
+
 // Routes g[j] to its window's winning tap and writes 0 to the other three. The select is done on
 // the bit patterns (v & all-ones or v & 0): GCC compiles `k == t ? v : 0` to branches here, and
 // multiplying by (k == t) would turn an inf gradient into NaNs at the losing taps.
@@ -101,11 +115,17 @@ void max_2x2_row_backward(const T* __restrict g, const int32_t* __restrict id, T
 
 template <typename T>
 void max_pool_forward(const PoolPlan& p, const T* x, T* out, int32_t* idx) {
+  // idx null: no indices wanted (no gradient will be taken).
   parallel_for(0, p.planes, plane_grain(p.H * p.W), [&](int64_t lo, int64_t hi) {
     for (int64_t pl = lo; pl < hi; ++pl) {
       const T* src = x + pl * p.H * p.W;
       T* o = out + pl * p.OH * p.OW;
-      int32_t* id = idx + pl * p.OH * p.OW;
+      int32_t* id = idx ? idx + pl * p.OH * p.OW : nullptr;
+      if (is_2x2(p) && !id) {
+        for (int64_t oh = 0; oh < p.OH; ++oh)
+          max_2x2_row_values(src + 2 * oh * p.W, src + (2 * oh + 1) * p.W, o + oh * p.OW, p.OW);
+        continue;
+      }
       if (is_2x2(p)) {
         for (int64_t oh = 0; oh < p.OH; ++oh)
           max_2x2_row(src + 2 * oh * p.W, src + (2 * oh + 1) * p.W, o + oh * p.OW, id + oh * p.OW, p.OW);
@@ -123,7 +143,7 @@ void max_pool_forward(const PoolPlan& p, const T* x, T* out, int32_t* idx) {
               if (v > m || v != v) m = v, mi = h * p.W + w;  // NaN propagates, as in PyTorch
             }
           o[oh * p.OW + ow] = m;
-          id[oh * p.OW + ow] = static_cast<int32_t>(mi);
+          if (id) id[oh * p.OW + ow] = static_cast<int32_t>(mi);
         }
       }
     }
@@ -238,9 +258,10 @@ Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int
   const PoolPlan p = plan_pool("max_pool2d", x, kernel, stride, padding);
   Tensor xc = contiguous_raw(x);
   Tensor out = Tensor::empty(p.out_shape, x.dtype());
-  Tensor idx = Tensor::empty(p.out_shape, DType::i32);
+  const bool track = any_requires_grad({x});
+  Tensor idx = track ? Tensor::empty(p.out_shape, DType::i32) : Tensor();
   dispatch_float(x.dtype(), "max_pool2d", [&]<typename T>() {
-    max_pool_forward<T>(p, xc.data<T>(), out.data<T>(), idx.data<int32_t>());
+    max_pool_forward<T>(p, xc.data<T>(), out.data<T>(), track ? idx.data<int32_t>() : nullptr);
   });
   return traced(
       trace_, "max_pool2d", {x},
