@@ -414,12 +414,22 @@ void direct_conv_forward(const ConvShape& s, const float* x, const float* w, con
                          const DirectKernels& k) {
   const int64_t Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw, CHW = s.C * s.H * s.W, OP = s.O * s.OH() * s.OW();
   const bool padded = s.ph != 0 || s.pw != 0;
-  parallel_for(0, s.N, 1, [&](int64_t lo, int64_t hi) {
+  // Images per thread when there are enough; otherwise (batch-1 inference) each image's output
+  // channels are split too, in blocks of 8 (a multiple of the kernel's channel block, so every
+  // output element is computed by the same code whatever the split).
+  const int64_t threads = get_num_threads();
+  const int64_t parts = s.N >= threads ? 1 : std::min<int64_t>(num_chunks(threads, s.N), num_chunks(s.O, 8));
+  const int64_t chunk = num_chunks(num_chunks(s.O, parts), 8) * 8;
+  const int64_t taps = s.C * s.KH * s.KW, P = s.OH() * s.OW();
+  parallel_for(0, s.N * parts, 1, [&](int64_t lo, int64_t hi) {
     float* xp = padded ? scratch<float>(0, s.C * Hp * Wp) : nullptr;
-    for (int64_t n = lo; n < hi; ++n) {
+    for (int64_t item = lo; item < hi; ++item) {
+      const int64_t n = item / parts, o0 = (item % parts) * chunk, oc = std::min(chunk, s.O - o0);
+      if (oc <= 0) continue;
       const float* src = x + n * CHW;
       if (padded) pad_planes(src, s.C, s.H, s.W, s.ph, s.pw, xp);
-      k.forward(padded ? xp : src, s.C, Hp, Wp, w, s.O, s.KH, s.KW, b, relu, y + n * OP);
+      k.forward(padded ? xp : src, s.C, Hp, Wp, w + o0 * taps, oc, s.KH, s.KW, b ? b + o0 : nullptr, relu,
+                y + n * OP + o0 * P);
     }
   });
 }
