@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -37,8 +38,8 @@ namespace fs = std::filesystem;
 
 struct State {
   std::mutex mu;
-  // canonical program text -> its function; a null entry remembers a failure
-  std::map<std::string, std::unique_ptr<FusedFunction>, std::less<>> loaded;
+  // memory_key -> its function; a null entry remembers a failure
+  std::unordered_map<std::string, std::unique_ptr<FusedFunction>> loaded;
   std::vector<std::unique_ptr<FusedFunction>> retired;  // forgotten by clear_memory_cache, still valid
   std::set<std::string, std::less<>> warned;
   std::atomic<int> mode_override{-1};  // -1: none, else a Mode
@@ -141,6 +142,24 @@ FusedFn load(const std::string& so_path, const std::string& symbol) {
   return reinterpret_cast<FusedFn>(fn);
 }
 
+// The identity of a program in memory: its instructions as raw bytes (cheaper per call than
+// program_text, which formats every immediate).
+std::string memory_key(const fused::Program& prog) {
+  std::string key;
+  auto put = [&](const void* p, size_t n) { key.append(static_cast<const char*>(p), n); };
+  for (const fused::Instr& ins : prog.code) {
+    key += static_cast<char>(ins.spec->op);
+    for (const fused::Operand& o : ins.args) {
+      key += static_cast<char>(o.kind);
+      if (o.kind == fused::Operand::Kind::imm) put(&o.imm, sizeof o.imm);
+      else put(&o.index, sizeof o.index);
+    }
+  }
+  key += '\xff';
+  for (int j : prog.outputs) put(&j, sizeof j);
+  return key;
+}
+
 // The body of find_or_compile for a program not in memory, with the state locked. Returns the
 // function, or a message saying why there is none.
 std::variant<std::unique_ptr<FusedFunction>, std::string> build(State& s, const fused::Program& prog) {
@@ -236,7 +255,7 @@ std::string cache_dir() {
 const FusedFunction* find_or_compile(const fused::Program& prog) {
   if (mode() == Mode::off) return nullptr;
   State& s = state();
-  std::string key = program_text(prog);
+  const std::string key = memory_key(prog);
   std::lock_guard<std::mutex> lock(s.mu);
   if (auto it = s.loaded.find(key); it != s.loaded.end()) {
     ++s.memory_hits;
