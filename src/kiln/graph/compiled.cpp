@@ -1,11 +1,18 @@
 #include "kiln/graph/compiled.h"
 
+#include "kiln/graph/codegen.h"
+#include "kiln/graph/fused_program.h"
+
 namespace kiln::graph {
 
 Compiled::Compiled(Graph g, const CompileOptions& options) : graph_(std::move(g)), options_(options) {
   nodes_before_ = graph_.nodes().size();
   if (options_.optimize) log_ = optimize(graph_, options_.passes);
   exec_ = std::make_unique<Executor>(graph_);
+  // Generate and compile the fused kernels now rather than on the first run (a disk-cache hit
+  // after the first time; the interpreter runs them when no compiler is available).
+  for (const auto& n : graph_.nodes())
+    if (n->op_name() == "fused_elementwise") codegen::find_or_compile(fused::parse(*n));
 }
 
 std::vector<Tensor> Compiled::run(const std::vector<Tensor>& inputs) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kiln/graph/codegen.h"
 #include "kiln/graph/fused_program.h"
 #include "kiln/graph/kernels.h"
 #include "kiln/ops/cpu/elementwise_loops.h"
@@ -255,6 +256,7 @@ std::vector<Tensor> fused_elementwise_kernel(const Node& node, const std::vector
   for (size_t j = 0; j < prog.outputs.size(); ++j) outs.push_back(Tensor::empty(shape, DType::f32));
   const int64_t n = numel(shape);
   if (n == 0) return outs;
+  if (codegen::run_generated(prog, in, outs)) return outs;  // compiled C++ (codegen.h); else interpret
 
   std::vector<Source> src(in.size());
   int num_gathered = 0;
