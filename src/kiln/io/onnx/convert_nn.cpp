@@ -91,6 +91,8 @@ void conv(ConvertContext& ctx) {
   std::vector<int64_t> kernel = ctx.attr_ints("kernel_shape");
   if (kernel.empty()) {
     if (!w->shape || !graph::concrete_shape(*w->shape)) ctx.unsupported("kernel_shape not given and W's shape unknown");
+    if (w->shape->size() != static_cast<size_t>(nd + 2))
+      ctx.invalid(detail::concat("W has rank ", w->shape->size(), ", X has rank ", nd + 2));
     std::vector<int64_t> k;
     for (const auto& d : *w->shape) k.push_back(d.size);
     kernel.assign(k.begin() + 2, k.end());
@@ -144,7 +146,7 @@ void gemm(ConvertContext& ctx) {
     const Tensor& ct = c->constant;
     if (ct.dim() == 1 || (ct.dim() == 2 && ct.shape()[0] == 1)) {
       bias = ct.dim() == 1 ? c : ctx.constant(ops::reshape(ct, {ct.shape()[1]}));
-      bias_ok = bias->constant.shape()[0] != 1 || (w && w->shape && (*w->shape)[0].size == 1);
+      bias_ok = bias->constant.shape()[0] != 1 || (w && w->shape && !w->shape->empty() && (*w->shape)[0].size == 1);
     }
   }
   if (w && alpha == 1.0 && bias_ok) {
