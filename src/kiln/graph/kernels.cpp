@@ -43,6 +43,12 @@ const KernelTable& kernel_table() {
   throw ValueError(detail::concat("node '", node.name, "' (", node.op_name(), "): ", message));
 }
 
+const Tensor& required_input(const Node& node, const std::vector<Tensor>& inputs, size_t i, std::string_view what) {
+  if (i >= inputs.size() || !inputs[i].defined())
+    kernel_error(node, detail::concat("input ", i, " (", what, ") is missing"));
+  return inputs[i];
+}
+
 std::vector<int64_t> int_values(const Tensor& t, const Node& node, std::string_view what) {
   if (!t.defined()) kernel_error(node, detail::concat(what, " is missing"));
   if (!is_integral(t.dtype()) || t.dim() > 1)

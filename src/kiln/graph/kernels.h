@@ -55,6 +55,12 @@ std::vector<int64_t> int_values(const Tensor& t, const Node& node, std::string_v
 double scalar_value(const Tensor& t, const Node& node, std::string_view what);
 // Normalises a possibly negative axis against rank; throws naming the node when out of range.
 int64_t normalize_axis(int64_t axis, int64_t rank, const Node& node);
+// Input i, which must be present (ValueError naming the node and `what` otherwise).
+const Tensor& required_input(const Node& node, const std::vector<Tensor>& inputs, size_t i, std::string_view what);
+// Input i, or an undefined tensor when it is absent.
+inline Tensor optional_input(const std::vector<Tensor>& inputs, size_t i) {
+  return i < inputs.size() ? inputs[i] : Tensor();
+}
 // Error for a node whose inputs are not what its kernel accepts.
 [[noreturn]] void kernel_error(const Node& node, std::string_view message);
 

@@ -22,14 +22,6 @@ namespace kiln::graph {
 
 namespace {
 
-const Tensor& in(const Node& node, const std::vector<Tensor>& inputs, size_t i, std::string_view what) {
-  if (i >= inputs.size() || !inputs[i].defined())
-    kernel_error(node, detail::concat("input ", i, " (", what, ") is missing"));
-  return inputs[i];
-}
-
-Tensor optional_in(const std::vector<Tensor>& inputs, size_t i) { return i < inputs.size() ? inputs[i] : Tensor(); }
-
 bool flag(const Node& node, std::string_view key, int64_t fallback) {
   int64_t v = node.attr_int(key, fallback);
   if (v != 0 && v != 1) kernel_error(node, detail::concat("attribute ", key, " must be 0 or 1, got ", v));
@@ -38,29 +30,31 @@ bool flag(const Node& node, std::string_view key, int64_t fallback) {
 
 template <Tensor (*Op)(const Tensor&)>
 std::vector<Tensor> unary(const Node& node, const std::vector<Tensor>& inputs) {
-  return {Op(in(node, inputs, 0, "X"))};
+  return {Op(required_input(node, inputs, 0, "X"))};
 }
 
 std::vector<Tensor> celu(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::celu(in(node, inputs, 0, "X"), node.attr_float("alpha", 1.0))};
+  return {ops::celu(required_input(node, inputs, 0, "X"), node.attr_float("alpha", 1.0))};
 }
 
 std::vector<Tensor> thresholded_relu(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::thresholded_relu(in(node, inputs, 0, "X"), node.attr_float("alpha", 1.0))};
+  return {ops::thresholded_relu(required_input(node, inputs, 0, "X"), node.attr_float("alpha", 1.0))};
 }
 
 std::vector<Tensor> shrink(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::shrink(in(node, inputs, 0, "input"), node.attr_float("lambd", 0.5), node.attr_float("bias", 0.0))};
+  return {ops::shrink(required_input(node, inputs, 0, "input"), node.attr_float("lambd", 0.5),
+                      node.attr_float("bias", 0.0))};
 }
 
 std::vector<Tensor> is_inf(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::is_inf(in(node, inputs, 0, "X"), flag(node, "detect_positive", 1), flag(node, "detect_negative", 1))};
+  return {ops::is_inf(required_input(node, inputs, 0, "X"), flag(node, "detect_positive", 1),
+                      flag(node, "detect_negative", 1))};
 }
 
 std::vector<Tensor> trilu(const Node& node, const std::vector<Tensor>& inputs) {
-  const Tensor& x = in(node, inputs, 0, "input");
+  const Tensor& x = required_input(node, inputs, 0, "input");
   int64_t k = 0;
-  if (Tensor kt = optional_in(inputs, 1); kt.defined()) {
+  if (Tensor kt = optional_input(inputs, 1); kt.defined()) {
     std::vector<int64_t> v = int_values(kt, node, "k");
     if (v.size() != 1) kernel_error(node, detail::concat("k must have one element, got ", v.size()));
     k = v[0];
@@ -69,10 +63,10 @@ std::vector<Tensor> trilu(const Node& node, const std::vector<Tensor>& inputs) {
 }
 
 std::vector<Tensor> prod(const Node& node, const std::vector<Tensor>& inputs) {
-  const Tensor& x = in(node, inputs, 0, "data");
+  const Tensor& x = required_input(node, inputs, 0, "data");
   bool keepdim = node.attr_int("keepdims", 1) != 0;
   std::vector<int64_t> axes;
-  if (Tensor at = optional_in(inputs, 1); at.defined())
+  if (Tensor at = optional_input(inputs, 1); at.defined())
     axes = int_values(at, node, "axes");
   else
     axes = node.attr_ints("axes", {});
@@ -84,25 +78,26 @@ std::vector<Tensor> prod(const Node& node, const std::vector<Tensor>& inputs) {
 }
 
 std::vector<Tensor> hardmax(const Node& node, const std::vector<Tensor>& inputs) {
-  const Tensor& x = in(node, inputs, 0, "input");
+  const Tensor& x = required_input(node, inputs, 0, "input");
   return {ops::hardmax(x, normalize_axis(node.attr_int("axis", -1), x.dim(), node), flag(node, "coerce_2d", 0))};
 }
 
 std::vector<Tensor> one_hot(const Node& node, const std::vector<Tensor>& inputs) {
-  const Tensor& indices = in(node, inputs, 0, "indices");
-  double depth = scalar_value(in(node, inputs, 1, "depth"), node, "depth");
+  const Tensor& indices = required_input(node, inputs, 0, "indices");
+  double depth = scalar_value(required_input(node, inputs, 1, "depth"), node, "depth");
   // ONNX casts a float depth to int64 (truncation).
-  return {ops::one_hot(indices, static_cast<int64_t>(depth), in(node, inputs, 2, "values"), node.attr_int("axis", -1))};
+  return {ops::one_hot(indices, static_cast<int64_t>(depth), required_input(node, inputs, 2, "values"),
+                       node.attr_int("axis", -1))};
 }
 
 std::vector<Tensor> eye_like(const Node& node, const std::vector<Tensor>& inputs) {
   std::optional<DType> dtype;
   if (node.has_attr("dtype")) dtype = dtype_from_name(node.attr_string("dtype"));
-  return {ops::eye_like(in(node, inputs, 0, "input"), node.attr_int("k", 0), dtype)};
+  return {ops::eye_like(required_input(node, inputs, 0, "input"), node.attr_int("k", 0), dtype)};
 }
 
 std::vector<Tensor> numel(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::numel(in(node, inputs, 0, "data"))};
+  return {ops::numel(required_input(node, inputs, 0, "data"))};
 }
 
 ops::Reduction reduction(const Node& node) {
@@ -119,13 +114,14 @@ std::optional<int64_t> ignore_index(const Node& node) {
 }
 
 std::vector<Tensor> nll_loss(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::onnx_loss::nll_loss(in(node, inputs, 0, "input"), in(node, inputs, 1, "target"), optional_in(inputs, 2),
-                                   ignore_index(node), reduction(node))};
+  return {ops::onnx_loss::nll_loss(required_input(node, inputs, 0, "input"), required_input(node, inputs, 1, "target"),
+                                   optional_input(inputs, 2), ignore_index(node), reduction(node))};
 }
 
 std::vector<Tensor> cross_entropy(const Node& node, const std::vector<Tensor>& inputs) {
-  auto [loss, log_prob] = ops::onnx_loss::cross_entropy(in(node, inputs, 0, "scores"), in(node, inputs, 1, "labels"),
-                                                        optional_in(inputs, 2), ignore_index(node), reduction(node));
+  auto [loss, log_prob] = ops::onnx_loss::cross_entropy(required_input(node, inputs, 0, "scores"),
+                                                        required_input(node, inputs, 1, "labels"),
+                                                        optional_input(inputs, 2), ignore_index(node), reduction(node));
   return {loss, log_prob};
 }
 

@@ -19,13 +19,6 @@ namespace kiln::graph {
 
 namespace {
 
-// Input i, which must be present.
-const Tensor& in(const Node& node, const std::vector<Tensor>& inputs, size_t i, std::string_view what) {
-  if (i >= inputs.size() || !inputs[i].defined())
-    kernel_error(node, detail::concat("input ", i, " (", what, ") is missing"));
-  return inputs[i];
-}
-
 ops::ScatterReduction reduction(const Node& node) {
   std::string name = node.attr_string("reduction", "none");
   if (name != "none" && name != "add" && name != "mul" && name != "max" && name != "min")
@@ -39,60 +32,63 @@ std::optional<int64_t> optional_axis(const Node& node) {
 }
 
 std::vector<Tensor> scatter_elements(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::scatter_elements(in(node, inputs, 0, "data"), in(node, inputs, 1, "indices"),
-                                in(node, inputs, 2, "updates"), node.attr_int("axis", 0), reduction(node))};
+  return {ops::scatter_elements(required_input(node, inputs, 0, "data"), required_input(node, inputs, 1, "indices"),
+                                required_input(node, inputs, 2, "updates"), node.attr_int("axis", 0), reduction(node))};
 }
 
 std::vector<Tensor> scatter_nd(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::scatter_nd(in(node, inputs, 0, "data"), in(node, inputs, 1, "indices"), in(node, inputs, 2, "updates"),
-                          reduction(node))};
+  return {ops::scatter_nd(required_input(node, inputs, 0, "data"), required_input(node, inputs, 1, "indices"),
+                          required_input(node, inputs, 2, "updates"), reduction(node))};
 }
 
 std::vector<Tensor> gather_nd(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::gather_nd(in(node, inputs, 0, "data"), in(node, inputs, 1, "indices"), node.attr_int("batch_dims", 0))};
+  return {ops::gather_nd(required_input(node, inputs, 0, "data"), required_input(node, inputs, 1, "indices"),
+                         node.attr_int("batch_dims", 0))};
 }
 
 std::vector<Tensor> compress(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::compress(in(node, inputs, 0, "input"), in(node, inputs, 1, "condition"), optional_axis(node))};
+  return {ops::compress(required_input(node, inputs, 0, "input"), required_input(node, inputs, 1, "condition"),
+                        optional_axis(node))};
 }
 
 std::vector<Tensor> depth_to_space(const Node& node, const std::vector<Tensor>& inputs) {
   std::string mode = node.attr_string("mode", "DCR");
   if (mode != "DCR" && mode != "CRD") kernel_error(node, detail::concat("mode must be DCR or CRD, got '", mode, "'"));
-  return {ops::depth_to_space(in(node, inputs, 0, "input"), node.attr_int("blocksize"), mode == "CRD")};
+  return {ops::depth_to_space(required_input(node, inputs, 0, "input"), node.attr_int("blocksize"), mode == "CRD")};
 }
 
 std::vector<Tensor> space_to_depth(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::space_to_depth(in(node, inputs, 0, "input"), node.attr_int("blocksize"))};
+  return {ops::space_to_depth(required_input(node, inputs, 0, "input"), node.attr_int("blocksize"))};
 }
 
 std::vector<Tensor> reverse_sequence(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::reverse_sequence(in(node, inputs, 0, "input"), in(node, inputs, 1, "sequence_lens"),
-                                node.attr_int("batch_axis", 1), node.attr_int("time_axis", 0))};
+  return {ops::reverse_sequence(required_input(node, inputs, 0, "input"),
+                                required_input(node, inputs, 1, "sequence_lens"), node.attr_int("batch_axis", 1),
+                                node.attr_int("time_axis", 0))};
 }
 
 std::vector<Tensor> nonzero(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::nonzero(in(node, inputs, 0, "X"))};
+  return {ops::nonzero(required_input(node, inputs, 0, "X"))};
 }
 
 std::vector<Tensor> unique(const Node& node, const std::vector<Tensor>& inputs) {
   int64_t sorted = node.attr_int("sorted", 1);
   if (sorted != 0 && sorted != 1) kernel_error(node, detail::concat("sorted must be 0 or 1, got ", sorted));
-  ops::UniqueResult r = ops::unique(in(node, inputs, 0, "X"), optional_axis(node), sorted == 1);
+  ops::UniqueResult r = ops::unique(required_input(node, inputs, 0, "X"), optional_axis(node), sorted == 1);
   return {r.values, r.indices, r.inverse_indices, r.counts};
 }
 
 std::vector<Tensor> lrn(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::lrn(in(node, inputs, 0, "X"), node.attr_int("size"), node.attr_float("alpha", 1e-4),
+  return {ops::lrn(required_input(node, inputs, 0, "X"), node.attr_int("size"), node.attr_float("alpha", 1e-4),
                    node.attr_float("beta", 0.75), node.attr_float("bias", 1.0))};
 }
 
 std::vector<Tensor> mean_variance_norm(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::mean_variance_norm(in(node, inputs, 0, "X"), node.attr_ints("axes", {0, 2, 3}))};
+  return {ops::mean_variance_norm(required_input(node, inputs, 0, "X"), node.attr_ints("axes", {0, 2, 3}))};
 }
 
 std::vector<Tensor> det(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::det(in(node, inputs, 0, "X"))};
+  return {ops::det(required_input(node, inputs, 0, "X"))};
 }
 
 }  // namespace

@@ -17,13 +17,6 @@ namespace kiln::graph {
 
 namespace {
 
-// Input i, which must be present.
-const Tensor& in(const Node& node, const std::vector<Tensor>& inputs, size_t i, std::string_view what) {
-  if (i >= inputs.size() || !inputs[i].defined())
-    kernel_error(node, detail::concat("input ", i, " (", what, ") is missing"));
-  return inputs[i];
-}
-
 // A 0/1 flag attribute; ONNX stores them as ints.
 bool flag(const Node& node, std::string_view key) {
   int64_t v = node.attr_int(key, 0);
@@ -33,70 +26,72 @@ bool flag(const Node& node, std::string_view key) {
 
 template <Tensor (*Op)(const Tensor&)>
 std::vector<Tensor> unary(const Node& node, const std::vector<Tensor>& inputs) {
-  return {Op(in(node, inputs, 0, "X"))};
+  return {Op(required_input(node, inputs, 0, "X"))};
 }
 
 template <Tensor (*Op)(const Tensor&, const Tensor&)>
 std::vector<Tensor> binary(const Node& node, const std::vector<Tensor>& inputs) {
-  return {Op(in(node, inputs, 0, "A"), in(node, inputs, 1, "B"))};
+  return {Op(required_input(node, inputs, 0, "A"), required_input(node, inputs, 1, "B"))};
 }
 
 std::vector<Tensor> leaky_relu(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::leaky_relu(in(node, inputs, 0, "X"), node.attr_float("alpha", 0.01))};
+  return {ops::leaky_relu(required_input(node, inputs, 0, "X"), node.attr_float("alpha", 0.01))};
 }
 
 std::vector<Tensor> hard_sigmoid(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::hard_sigmoid(in(node, inputs, 0, "X"), node.attr_float("alpha", 0.2), node.attr_float("beta", 0.5))};
+  return {ops::hard_sigmoid(required_input(node, inputs, 0, "X"), node.attr_float("alpha", 0.2),
+                            node.attr_float("beta", 0.5))};
 }
 
 std::vector<Tensor> elu(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::elu(in(node, inputs, 0, "X"), node.attr_float("alpha", 1.0))};
+  return {ops::elu(required_input(node, inputs, 0, "X"), node.attr_float("alpha", 1.0))};
 }
 
 std::vector<Tensor> selu(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::selu(in(node, inputs, 0, "X"), node.attr_float("alpha", 1.67326319217681884765625),
+  return {ops::selu(required_input(node, inputs, 0, "X"), node.attr_float("alpha", 1.67326319217681884765625),
                     node.attr_float("gamma", 1.05070102214813232421875))};
 }
 
 std::vector<Tensor> mod(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::mod(in(node, inputs, 0, "A"), in(node, inputs, 1, "B"), flag(node, "fmod"))};
+  return {ops::mod(required_input(node, inputs, 0, "A"), required_input(node, inputs, 1, "B"), flag(node, "fmod"))};
 }
 
 std::vector<Tensor> prelu(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::prelu(in(node, inputs, 0, "X"), in(node, inputs, 1, "slope"))};
+  return {ops::prelu(required_input(node, inputs, 0, "X"), required_input(node, inputs, 1, "slope"))};
 }
 
 std::vector<Tensor> tile(const Node& node, const std::vector<Tensor>& inputs) {
-  const Tensor& x = in(node, inputs, 0, "input");
-  return {ops::tile(x, int_values(in(node, inputs, 1, "repeats"), node, "repeats"))};
+  const Tensor& x = required_input(node, inputs, 0, "input");
+  return {ops::tile(x, int_values(required_input(node, inputs, 1, "repeats"), node, "repeats"))};
 }
 
 std::vector<Tensor> range(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::range(in(node, inputs, 0, "start"), in(node, inputs, 1, "limit"), in(node, inputs, 2, "delta"))};
+  return {ops::range(required_input(node, inputs, 0, "start"), required_input(node, inputs, 1, "limit"),
+                     required_input(node, inputs, 2, "delta"))};
 }
 
 std::vector<Tensor> cumsum(const Node& node, const std::vector<Tensor>& inputs) {
-  const Tensor& x = in(node, inputs, 0, "x");
-  std::vector<int64_t> axis = int_values(in(node, inputs, 1, "axis"), node, "axis");
+  const Tensor& x = required_input(node, inputs, 0, "x");
+  std::vector<int64_t> axis = int_values(required_input(node, inputs, 1, "axis"), node, "axis");
   if (axis.size() != 1) kernel_error(node, detail::concat("axis must have one element, got ", axis.size()));
   return {ops::cumsum(x, normalize_axis(axis[0], x.dim(), node), flag(node, "exclusive"), flag(node, "reverse"))};
 }
 
 std::vector<Tensor> einsum(const Node& node, const std::vector<Tensor>& inputs) {
   if (inputs.empty()) kernel_error(node, "einsum needs at least one operand");
-  for (size_t i = 0; i < inputs.size(); ++i) in(node, inputs, i, "Inputs");
+  for (size_t i = 0; i < inputs.size(); ++i) required_input(node, inputs, i, "Inputs");
   return {ops::einsum(node.attr_string("equation"), inputs)};
 }
 
 std::vector<Tensor> shape_of(const Node& node, const std::vector<Tensor>& inputs) {
   std::optional<int64_t> end;
   if (node.has_attr("end")) end = node.attr_int("end");
-  return {ops::shape_of(in(node, inputs, 0, "data"), node.attr_int("start", 0), end)};
+  return {ops::shape_of(required_input(node, inputs, 0, "data"), node.attr_int("start", 0), end)};
 }
 
 std::vector<Tensor> constant_of_shape(const Node& node, const std::vector<Tensor>& inputs) {
   Tensor value = node.has_attr("value") ? node.attr_tensor("value") : Tensor();
-  return {ops::constant_of_shape(in(node, inputs, 0, "input"), value)};
+  return {ops::constant_of_shape(required_input(node, inputs, 0, "input"), value)};
 }
 
 }  // namespace

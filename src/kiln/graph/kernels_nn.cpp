@@ -26,12 +26,6 @@ namespace kiln::graph {
 
 namespace {
 
-const Tensor& arg(const Node& node, const std::vector<Tensor>& in, size_t i, std::string_view what) {
-  if (i >= in.size() || !in[i].defined()) kernel_error(node, detail::concat("missing input ", i, " (", what, ")"));
-  return in[i];
-}
-Tensor opt(const std::vector<Tensor>& in, size_t i) { return i < in.size() ? in[i] : Tensor(); }
-
 std::array<int64_t, 2> pair_attr(const Node& node, std::string_view key, int64_t fallback) {
   std::vector<int64_t> v = node.attr_ints(key, {fallback, fallback});
   if (v.size() != 2) kernel_error(node, detail::concat(key, " must have 2 entries for a 2-d op, got ", v.size()));
@@ -49,17 +43,19 @@ Padding split_pads(const Node& node) {
   for (int64_t v : p)
     if (v < 0) kernel_error(node, "negative pads");
   Padding out;
-  if (p[0] == p[2] && p[1] == p[3]) out.symmetric = {p[0], p[1]};
-  else out.explicit_pads = {p[1], p[3], p[0], p[2]};
+  if (p[0] == p[2] && p[1] == p[3])
+    out.symmetric = {p[0], p[1]};
+  else
+    out.explicit_pads = {p[1], p[3], p[0], p[2]};
   return out;
 }
 
 std::vector<Tensor> matmul_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::matmul(arg(node, in, 0, "a"), arg(node, in, 1, "b"))};
+  return {ops::matmul(required_input(node, in, 0, "a"), required_input(node, in, 1, "b"))};
 }
 
 std::vector<Tensor> linear_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::linear(arg(node, in, 0, "x"), arg(node, in, 1, "w"), opt(in, 2))};
+  return {ops::linear(required_input(node, in, 0, "x"), required_input(node, in, 1, "w"), optional_input(in, 2))};
 }
 
 ops::LinearActivation activation_attr(const Node& node) {
@@ -72,11 +68,12 @@ ops::LinearActivation activation_attr(const Node& node) {
 }
 
 std::vector<Tensor> linear_act_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::linear_act(arg(node, in, 0, "x"), arg(node, in, 1, "w"), opt(in, 2), activation_attr(node))};
+  return {ops::linear_act(required_input(node, in, 0, "x"), required_input(node, in, 1, "w"), optional_input(in, 2),
+                          activation_attr(node))};
 }
 
 std::vector<Tensor> conv2d_kernel(const Node& node, const std::vector<Tensor>& in) {
-  Tensor x = arg(node, in, 0, "x");
+  Tensor x = required_input(node, in, 0, "x");
   ops::Conv2dOptions o;
   o.stride = pair_attr(node, "strides", 1);
   o.dilation = pair_attr(node, "dilations", 1);
@@ -85,9 +82,10 @@ std::vector<Tensor> conv2d_kernel(const Node& node, const std::vector<Tensor>& i
   if (!p.explicit_pads.empty()) x = ops::pad(x, p.explicit_pads);
   o.padding = p.symmetric;
   ops::LinearActivation act = activation_attr(node);
-  if (act != ops::LinearActivation::none && act != ops::LinearActivation::relu) kernel_error(node, "conv2d fuses only relu");
+  if (act != ops::LinearActivation::none && act != ops::LinearActivation::relu)
+    kernel_error(node, "conv2d fuses only relu");
   o.relu = act == ops::LinearActivation::relu;  // in the kernel's last pass over the output
-  return {ops::conv2d(x, arg(node, in, 1, "w"), opt(in, 2), o)};
+  return {ops::conv2d(x, required_input(node, in, 1, "w"), optional_input(in, 2), o)};
 }
 
 // Extra end padding that makes a pooled size round up (ceil_mode), per spatial dim.
@@ -108,7 +106,7 @@ std::array<int64_t, 2> ceil_extra(const Tensor& x, std::array<int64_t, 2> k, std
 
 template <bool kMax>
 std::vector<Tensor> pool_kernel(const Node& node, const std::vector<Tensor>& in) {
-  Tensor x = arg(node, in, 0, "x");
+  Tensor x = required_input(node, in, 0, "x");
   if (x.dim() != 4) kernel_error(node, detail::concat("expects (N, C, H, W), got ", shape_str(x.shape())));
   if (kMax && !is_floating(x.dtype())) {  // integer max pooling: exact through f64
     DType dt = x.dtype();
@@ -150,24 +148,25 @@ std::vector<Tensor> pool_kernel(const Node& node, const std::vector<Tensor>& in)
 }
 
 std::vector<Tensor> adaptive_avg_pool_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::adaptive_avg_pool2d(arg(node, in, 0, "x"), pair_attr(node, "output_size", 1))};
+  return {ops::adaptive_avg_pool2d(required_input(node, in, 0, "x"), pair_attr(node, "output_size", 1))};
 }
 
 std::vector<Tensor> batch_norm_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "x");
+  const Tensor& x = required_input(node, in, 0, "x");
   if (x.dim() < 2) kernel_error(node, "expects (N, C, ...)");
   double eps = node.attr_float("epsilon", 1e-5);
   Tensor xin = x.dim() == 2 || x.dim() == 4 ? x : ops::reshape(x, {x.shape()[0], x.shape()[1], -1, 1});
-  Tensor y = ops::batch_norm(xin, arg(node, in, 1, "scale"), arg(node, in, 2, "bias"), arg(node, in, 3, "mean"),
-                             arg(node, in, 4, "var"), /*training=*/false, 0.0, eps);
+  Tensor y = ops::batch_norm(xin, required_input(node, in, 1, "scale"), required_input(node, in, 2, "bias"),
+                             required_input(node, in, 3, "mean"), required_input(node, in, 4, "var"),
+                             /*training=*/false, 0.0, eps);
   return {x.dim() == 2 || x.dim() == 4 ? y : ops::reshape(y, x.shape())};
 }
 
 std::vector<Tensor> layer_norm_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "x");
+  const Tensor& x = required_input(node, in, 0, "x");
   int64_t axis = normalize_axis(node.attr_int("axis", -1), x.dim(), node);
   Shape normalized(x.shape().begin() + axis, x.shape().end());
-  Tensor w = opt(in, 1), b = opt(in, 2);
+  Tensor w = optional_input(in, 1), b = optional_input(in, 2);
   // ONNX scale/bias broadcast to the normalised shape; Kiln wants them shaped exactly so.
   if (w.defined() && w.shape() != normalized) w = ops::contiguous(ops::expand(w, normalized));
   if (b.defined() && b.shape() != normalized) b = ops::contiguous(ops::expand(b, normalized));
@@ -187,26 +186,26 @@ std::vector<Tensor> layer_norm_kernel(const Node& node, const std::vector<Tensor
 }
 
 std::vector<Tensor> softmax_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "x");
+  const Tensor& x = required_input(node, in, 0, "x");
   return {ops::softmax(x, normalize_axis(node.attr_int("axis", -1), x.dim(), node))};
 }
 
 std::vector<Tensor> log_softmax_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "x");
+  const Tensor& x = required_input(node, in, 0, "x");
   return {ops::log_softmax(x, normalize_axis(node.attr_int("axis", -1), x.dim(), node))};
 }
 
 std::vector<Tensor> embedding_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::embedding(arg(node, in, 0, "weight"), arg(node, in, 1, "indices"))};
+  return {ops::embedding(required_input(node, in, 0, "weight"), required_input(node, in, 1, "indices"))};
 }
 
 std::vector<Tensor> attention_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::scaled_dot_product_attention(arg(node, in, 0, "q"), arg(node, in, 1, "k"), arg(node, in, 2, "v"),
-                                            node.attr_int("causal", 0) != 0)};
+  return {ops::scaled_dot_product_attention(required_input(node, in, 0, "q"), required_input(node, in, 1, "k"),
+                                            required_input(node, in, 2, "v"), node.attr_int("causal", 0) != 0)};
 }
 
 std::vector<Tensor> dropout_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "x");
+  const Tensor& x = required_input(node, in, 0, "x");
   std::vector<Tensor> out{x};
   if (node.outputs.size() > 1) out.push_back(Tensor::ones(x.shape(), DType::b8));  // the mask: all kept
   return out;

@@ -34,14 +34,11 @@ const Tensor& required(const std::vector<Tensor>& in, size_t i, const Node& node
   return in[i];
 }
 
-Tensor optional(const std::vector<Tensor>& in, size_t i) { return i < in.size() ? in[i] : Tensor(); }
-
 // Checks kernel_shape (when given) against the weight's spatial dims.
 void check_kernel_shape(const Node& node, const Tensor& w) {
   if (!node.has_attr("kernel_shape")) return;
   const std::vector<int64_t>& ks = node.attr_ints("kernel_shape");
-  if (static_cast<int64_t>(ks.size()) != w.dim() - 2 ||
-      !std::equal(ks.begin(), ks.end(), w.shape().begin() + 2))
+  if (static_cast<int64_t>(ks.size()) != w.dim() - 2 || !std::equal(ks.begin(), ks.end(), w.shape().begin() + 2))
     kernel_error(node, detail::concat("kernel_shape ", shape_str(ks), " does not match weight ", shape_str(w.shape())));
 }
 
@@ -78,12 +75,12 @@ ops::QuantConvOptions conv_attrs(const Node& node, const Tensor& x, const Tensor
 // ---------------------------------------------------------------- quant ops
 
 std::vector<Tensor> quantize_linear_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::quantize_linear(required(in, 0, node, "x"), required(in, 1, node, "y_scale"), optional(in, 2),
+  return {ops::quantize_linear(required(in, 0, node, "x"), required(in, 1, node, "y_scale"), optional_input(in, 2),
                                node.attr_int("axis", 1))};
 }
 
 std::vector<Tensor> dequantize_linear_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::dequantize_linear(required(in, 0, node, "x"), required(in, 1, node, "x_scale"), optional(in, 2),
+  return {ops::dequantize_linear(required(in, 0, node, "x"), required(in, 1, node, "x_scale"), optional_input(in, 2),
                                  node.attr_int("axis", 1))};
 }
 
@@ -93,28 +90,28 @@ std::vector<Tensor> dynamic_quantize_linear_kernel(const Node& node, const std::
 }
 
 std::vector<Tensor> matmul_integer_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::matmul_integer(required(in, 0, node, "A"), required(in, 1, node, "B"), optional(in, 2),
-                              optional(in, 3))};
+  return {ops::matmul_integer(required(in, 0, node, "A"), required(in, 1, node, "B"), optional_input(in, 2),
+                              optional_input(in, 3))};
 }
 
 std::vector<Tensor> conv_integer_kernel(const Node& node, const std::vector<Tensor>& in) {
   const Tensor& x = required(in, 0, node, "x");
   const Tensor& w = required(in, 1, node, "w");
-  return {ops::conv_integer(x, w, optional(in, 2), optional(in, 3), conv_attrs(node, x, w))};
+  return {ops::conv_integer(x, w, optional_input(in, 2), optional_input(in, 3), conv_attrs(node, x, w))};
 }
 
 std::vector<Tensor> qlinear_matmul_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::qlinear_matmul(required(in, 0, node, "a"), required(in, 1, node, "a_scale"), optional(in, 2),
-                              required(in, 3, node, "b"), required(in, 4, node, "b_scale"), optional(in, 5),
-                              required(in, 6, node, "y_scale"), optional(in, 7))};
+  return {ops::qlinear_matmul(required(in, 0, node, "a"), required(in, 1, node, "a_scale"), optional_input(in, 2),
+                              required(in, 3, node, "b"), required(in, 4, node, "b_scale"), optional_input(in, 5),
+                              required(in, 6, node, "y_scale"), optional_input(in, 7))};
 }
 
 std::vector<Tensor> qlinear_conv_kernel(const Node& node, const std::vector<Tensor>& in) {
   const Tensor& x = required(in, 0, node, "x");
   const Tensor& w = required(in, 3, node, "w");
-  return {ops::qlinear_conv(x, required(in, 1, node, "x_scale"), optional(in, 2), w, required(in, 4, node, "w_scale"),
-                            optional(in, 5), required(in, 6, node, "y_scale"), optional(in, 7), optional(in, 8),
-                            conv_attrs(node, x, w))};
+  return {ops::qlinear_conv(x, required(in, 1, node, "x_scale"), optional_input(in, 2), w,
+                            required(in, 4, node, "w_scale"), optional_input(in, 5), required(in, 6, node, "y_scale"),
+                            optional_input(in, 7), optional_input(in, 8), conv_attrs(node, x, w))};
 }
 
 // ---------------------------------------------------------------- inference nn ops
@@ -126,14 +123,14 @@ std::vector<Tensor> qlinear_conv_kernel(const Node& node, const std::vector<Tens
 std::vector<Tensor> conv_transpose2d_kernel(const Node& node, const std::vector<Tensor>& in) {
   Tensor x = required(in, 0, node, "X");
   Tensor w = required(in, 1, node, "W");
-  const Tensor b = optional(in, 2);
+  const Tensor b = optional_input(in, 2);
   const int64_t k = x.dim() - 2;
   if (k != 1 && k != 2)
     throw NotImplementedError(detail::concat("node '", node.name, "' (conv_transpose2d): ", k,
                                              "-d transposed convolution is not implemented (1-d and 2-d are)"));
   if (w.dim() != x.dim())
-    kernel_error(node, detail::concat("weight ", shape_str(w.shape()), " and input ", shape_str(x.shape()),
-                                      " differ in rank"));
+    kernel_error(
+        node, detail::concat("weight ", shape_str(w.shape()), " and input ", shape_str(x.shape()), " differ in rank"));
   check_kernel_shape(node, w);
   const size_t ku = static_cast<size_t>(k);
   std::vector<int64_t> strides = node.attr_ints("strides", std::vector<int64_t>(ku, 1));
@@ -147,14 +144,15 @@ std::vector<Tensor> conv_transpose2d_kernel(const Node& node, const std::vector<
   if (out_shape.size() == ku + 2) out_shape.erase(out_shape.begin(), out_shape.begin() + 2);  // full shape given
   if (out_shape.empty() && (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER"))
     for (size_t i = 0; i < ku; ++i) out_shape.push_back(x.shape()[2 + i] * strides[i]);
-  if (auto_pad == "VALID") pads.assign(2 * ku, 0);
+  if (auto_pad == "VALID")
+    pads.assign(2 * ku, 0);
   else if (auto_pad != "NOTSET" && auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER")
     kernel_error(node, detail::concat("unknown auto_pad \"", auto_pad, "\""));
   if (!out_shape.empty()) {
     if (out_shape.size() != ku) kernel_error(node, detail::concat("output_shape needs ", k, " entries"));
     for (size_t i = 0; i < ku; ++i) {
-      const int64_t total = strides[i] * (x.shape()[2 + i] - 1) + outpad[i] + dil[i] * (w.shape()[2 + i] - 1) + 1 -
-                            out_shape[i];
+      const int64_t total =
+          strides[i] * (x.shape()[2 + i] - 1) + outpad[i] + dil[i] * (w.shape()[2 + i] - 1) + 1 - out_shape[i];
       const int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);  // floor(total / 2)
       pads[i] = auto_pad == "SAME_UPPER" ? half : total - half;
       pads[i + ku] = total - pads[i];
@@ -170,8 +168,8 @@ std::vector<Tensor> conv_transpose2d_kernel(const Node& node, const std::vector<
     o.stride = {1, strides[0]}, o.dilation = {1, dil[0]}, o.output_padding = {0, outpad[0]};
     o.pads = {0, pads[0], 0, pads[1]};
     Tensor y = ops::conv_transpose2d(x, w, b, o);
-    return {y.as_strided({y.shape()[0], y.shape()[1], y.shape()[3]}, {y.stride(0), y.stride(1), y.stride(3)},
-                         y.offset())};
+    return {
+        y.as_strided({y.shape()[0], y.shape()[1], y.shape()[3]}, {y.stride(0), y.stride(1), y.stride(3)}, y.offset())};
   }
   o.stride = {strides[0], strides[1]}, o.dilation = {dil[0], dil[1]}, o.output_padding = {outpad[0], outpad[1]};
   o.pads = {pads[0], pads[1], pads[2], pads[3]};
@@ -179,20 +177,19 @@ std::vector<Tensor> conv_transpose2d_kernel(const Node& node, const std::vector<
 }
 
 std::vector<Tensor> instance_norm_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::instance_norm(required(in, 0, node, "input"), required(in, 1, node, "scale"),
-                             required(in, 2, node, "B"), node.attr_float("epsilon", 1e-5))};
+  return {ops::instance_norm(required(in, 0, node, "input"), required(in, 1, node, "scale"), required(in, 2, node, "B"),
+                             node.attr_float("epsilon", 1e-5))};
 }
 
 std::vector<Tensor> resize_kernel(const Node& node, const std::vector<Tensor>& in) {
   const Tensor& x = required(in, 0, node, "X");
   // Opset 10: (X, scales). Opset 11+: (X, roi, scales, sizes); roi matters only to
   // tf_crop_and_resize, which ops::resize_coord_from_name rejects.
-  Tensor scales_t = in.size() == 2 ? in[1] : optional(in, 2);
-  Tensor sizes_t = in.size() == 2 ? Tensor() : optional(in, 3);
+  Tensor scales_t = in.size() == 2 ? in[1] : optional_input(in, 2);
+  Tensor sizes_t = in.size() == 2 ? Tensor() : optional_input(in, 3);
   if (scales_t.defined() && scales_t.numel() == 0) scales_t = Tensor();
   if (sizes_t.defined() && sizes_t.numel() == 0) sizes_t = Tensor();
-  if (scales_t.defined() == sizes_t.defined())
-    kernel_error(node, "exactly one of scales and sizes must be given");
+  if (scales_t.defined() == sizes_t.defined()) kernel_error(node, "exactly one of scales and sizes must be given");
   if (node.attr_int("antialias", 0) != 0)
     throw NotImplementedError(detail::concat("node '", node.name, "' (resize): antialias is not implemented"));
   if (node.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch")
@@ -216,8 +213,10 @@ std::vector<Tensor> resize_kernel(const Node& node, const std::vector<Tensor>& i
     std::vector<int64_t> full_sizes(sizes.empty() ? Shape() : x.shape());
     for (size_t i = 0; i < axes.size(); ++i) {
       const int64_t a = normalize_axis(axes[i], x.dim(), node);
-      if (!scales.empty()) full_scales[a] = scales[i];
-      else full_sizes[a] = sizes[i];
+      if (!scales.empty())
+        full_scales[a] = scales[i];
+      else
+        full_sizes[a] = sizes[i];
     }
     scales = std::move(full_scales), sizes = std::move(full_sizes);
   }
@@ -233,13 +232,13 @@ std::vector<Tensor> resize_kernel(const Node& node, const std::vector<Tensor>& i
 std::vector<Tensor> pad_mode_kernel(const Node& node, const std::vector<Tensor>& in) {
   const Tensor& x = required(in, 0, node, "data");
   // Before opset 11 pads and value were attributes; accepted here too when the inputs are absent.
-  const bool pads_attr = !optional(in, 1).defined() && node.has_attr("pads");
+  const bool pads_attr = !optional_input(in, 1).defined() && node.has_attr("pads");
   std::vector<int64_t> pads =
       pads_attr ? node.attr_ints("pads") : int_values(required(in, 1, node, "pads"), node, "pads");
-  const Tensor value_t = optional(in, 2);
+  const Tensor value_t = optional_input(in, 2);
   const double value = value_t.defined() && value_t.numel() > 0 ? scalar_value(value_t, node, "constant_value")
-                                                                 : node.attr_float("value", 0.0);
-  const Tensor axes_t = optional(in, 3);
+                                                                : node.attr_float("value", 0.0);
+  const Tensor axes_t = optional_input(in, 3);
   if (axes_t.defined()) {  // opset 18: pads cover only these axes
     const std::vector<int64_t> axes = int_values(axes_t, node, "axes");
     if (pads.size() != 2 * axes.size()) kernel_error(node, "pads must have two entries per axis in axes");

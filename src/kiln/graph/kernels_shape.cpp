@@ -25,11 +25,6 @@ namespace kiln::graph {
 
 namespace {
 
-const Tensor& arg(const Node& node, const std::vector<Tensor>& in, size_t i, std::string_view what) {
-  if (i >= in.size() || !in[i].defined()) kernel_error(node, detail::concat("missing input ", i, " (", what, ")"));
-  return in[i];
-}
-
 // Integer parameters from input i when present, else from attribute `key`, else `fallback`.
 std::optional<std::vector<int64_t>> ints_from(const Node& node, const std::vector<Tensor>& in, size_t i,
                                               std::string_view key) {
@@ -39,15 +34,16 @@ std::optional<std::vector<int64_t>> ints_from(const Node& node, const std::vecto
 }
 
 std::vector<Tensor> reshape_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "data");
+  const Tensor& x = required_input(node, in, 0, "data");
   auto spec = ints_from(node, in, 1, "shape");
   if (!spec) kernel_error(node, "needs a shape input or attribute");
   bool allowzero = node.attr_int("allowzero", 0) != 0;
   Shape shape = *spec;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == 0 && !allowzero) {
-      if (i >= x.shape().size()) kernel_error(node, detail::concat("shape ", shape_str(*spec), " copies dim ", i,
-                                                                   " of an input of rank ", x.dim()));
+      if (i >= x.shape().size())
+        kernel_error(node,
+                     detail::concat("shape ", shape_str(*spec), " copies dim ", i, " of an input of rank ", x.dim()));
       shape[i] = x.shape()[i];
     }
   }
@@ -55,11 +51,11 @@ std::vector<Tensor> reshape_kernel(const Node& node, const std::vector<Tensor>& 
 }
 
 std::vector<Tensor> flatten_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::flatten(arg(node, in, 0, "x"), node.attr_int("start_dim", 0), node.attr_int("end_dim", -1))};
+  return {ops::flatten(required_input(node, in, 0, "x"), node.attr_int("start_dim", 0), node.attr_int("end_dim", -1))};
 }
 
 std::vector<Tensor> squeeze_kernel(const Node& node, const std::vector<Tensor>& in) {
-  Tensor x = arg(node, in, 0, "x");
+  Tensor x = required_input(node, in, 0, "x");
   auto axes = ints_from(node, in, 1, "axes");
   std::vector<int64_t> dims;
   if (axes) {
@@ -77,7 +73,7 @@ std::vector<Tensor> squeeze_kernel(const Node& node, const std::vector<Tensor>& 
 }
 
 std::vector<Tensor> unsqueeze_kernel(const Node& node, const std::vector<Tensor>& in) {
-  Tensor x = arg(node, in, 0, "x");
+  Tensor x = required_input(node, in, 0, "x");
   auto axes = ints_from(node, in, 1, "axes");
   if (!axes) kernel_error(node, "needs axes");
   int64_t out_rank = x.dim() + static_cast<int64_t>(axes->size());
@@ -90,7 +86,7 @@ std::vector<Tensor> unsqueeze_kernel(const Node& node, const std::vector<Tensor>
 }
 
 std::vector<Tensor> permute_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "x");
+  const Tensor& x = required_input(node, in, 0, "x");
   std::vector<int64_t> perm(static_cast<size_t>(x.dim()));
   std::iota(perm.rbegin(), perm.rend(), 0);
   if (node.has_attr("perm")) perm = node.attr_ints("perm");
@@ -98,7 +94,7 @@ std::vector<Tensor> permute_kernel(const Node& node, const std::vector<Tensor>& 
 }
 
 std::vector<Tensor> transpose_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::transpose(arg(node, in, 0, "x"), node.attr_int("dim0"), node.attr_int("dim1"))};
+  return {ops::transpose(required_input(node, in, 0, "x"), node.attr_int("dim0"), node.attr_int("dim1"))};
 }
 
 // One axis of an ONNX Slice with a negative step, as an index_select of the chosen positions.
@@ -115,7 +111,7 @@ Tensor slice_backwards(const Tensor& x, int64_t dim, int64_t start, int64_t end,
 }
 
 std::vector<Tensor> slice_kernel(const Node& node, const std::vector<Tensor>& in) {
-  Tensor x = arg(node, in, 0, "data");
+  Tensor x = required_input(node, in, 0, "data");
   if (in.size() < 3) {  // attribute form
     return {ops::slice(x, node.attr_int("dim"), node.attr_int("start", 0),
                        node.attr_int("end", std::numeric_limits<int64_t>::max()), node.attr_int("step", 1))};
@@ -139,8 +135,8 @@ std::vector<Tensor> slice_kernel(const Node& node, const std::vector<Tensor>& in
 }
 
 std::vector<Tensor> expand_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "x");
-  std::vector<int64_t> target = int_values(arg(node, in, 1, "shape"), node, "shape");
+  const Tensor& x = required_input(node, in, 0, "x");
+  std::vector<int64_t> target = int_values(required_input(node, in, 1, "shape"), node, "shape");
   size_t rank = std::max(target.size(), x.shape().size());
   Shape out(rank);
   for (size_t i = 0; i < rank; ++i) {
@@ -154,14 +150,15 @@ std::vector<Tensor> expand_kernel(const Node& node, const std::vector<Tensor>& i
 }
 
 std::vector<Tensor> index_select_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "data");
-  Tensor idx = arg(node, in, 1, "indices");
+  const Tensor& x = required_input(node, in, 0, "data");
+  Tensor idx = required_input(node, in, 1, "indices");
   int64_t axis = normalize_axis(node.attr_int("axis", 0), x.dim(), node);
   if (!is_integral(idx.dtype())) kernel_error(node, "indices must be integers");
   std::vector<int64_t> flat = idx.to_vector<int64_t>();
   int64_t size = x.shape()[axis];
   for (int64_t& v : flat) {
-    if (v < -size || v >= size) kernel_error(node, detail::concat("index ", v, " is out of range for a dim of size ", size));
+    if (v < -size || v >= size)
+      kernel_error(node, detail::concat("index ", v, " is out of range for a dim of size ", size));
     if (v < 0) v += size;
   }
   Tensor picked = ops::index_select(x, axis, Tensor::from_vector(flat));
@@ -172,14 +169,15 @@ std::vector<Tensor> index_select_kernel(const Node& node, const std::vector<Tens
 }
 
 std::vector<Tensor> gather_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "data");
-  const Tensor& idx = arg(node, in, 1, "indices");
+  const Tensor& x = required_input(node, in, 0, "data");
+  const Tensor& idx = required_input(node, in, 1, "indices");
   int64_t axis = normalize_axis(node.attr_int("axis", 0), x.dim(), node);
   if (!is_integral(idx.dtype())) kernel_error(node, "indices must be integers");
   std::vector<int64_t> flat = idx.to_vector<int64_t>();
   int64_t size = x.shape()[axis];
   for (int64_t& v : flat) {
-    if (v < -size || v >= size) kernel_error(node, detail::concat("index ", v, " is out of range for a dim of size ", size));
+    if (v < -size || v >= size)
+      kernel_error(node, detail::concat("index ", v, " is out of range for a dim of size ", size));
     if (v < 0) v += size;
   }
   return {ops::gather(x, axis, Tensor::from_vector(flat, idx.shape()))};
@@ -198,7 +196,7 @@ std::vector<Tensor> stack_kernel(const Node& node, const std::vector<Tensor>& in
 }
 
 std::vector<Tensor> split_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "x");
+  const Tensor& x = required_input(node, in, 0, "x");
   int64_t axis = normalize_axis(node.attr_int("axis", 0), x.dim(), node);
   auto n = static_cast<int64_t>(node.outputs.size());
   auto sizes = ints_from(node, in, 1, "sizes");
@@ -219,14 +217,15 @@ std::vector<Tensor> split_kernel(const Node& node, const std::vector<Tensor>& in
 }
 
 std::vector<Tensor> pad_kernel(const Node& node, const std::vector<Tensor>& in) {
-  return {ops::pad(arg(node, in, 0, "x"), node.attr_ints("pads"), node.attr_float("value", 0.0))};
+  return {ops::pad(required_input(node, in, 0, "x"), node.attr_ints("pads"), node.attr_float("value", 0.0))};
 }
 
 std::vector<Tensor> topk_kernel(const Node& node, const std::vector<Tensor>& in) {
-  const Tensor& x = arg(node, in, 0, "x");
+  const Tensor& x = required_input(node, in, 0, "x");
   int64_t k = in.size() > 1 && in[1].defined() ? int_values(in[1], node, "k").at(0) : node.attr_int("k");
   int64_t axis = normalize_axis(node.attr_int("axis", -1), x.dim(), node);
-  if (k < 0 || k > x.shape()[axis]) kernel_error(node, detail::concat("k = ", k, " for a dim of size ", x.shape()[axis]));
+  if (k < 0 || k > x.shape()[axis])
+    kernel_error(node, detail::concat("k = ", k, " for a dim of size ", x.shape()[axis]));
   auto [values, indices] = ops::topk(x, k, axis, node.attr_int("largest", 1) != 0);
   return {values, indices};
 }
