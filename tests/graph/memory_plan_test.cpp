@@ -3,6 +3,8 @@
 // and running with the plan gives the same results as running without it.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "kiln/core/rng.h"
 #include "kiln/graph/compiled.h"
 #include "kiln/graph/executor.h"
@@ -71,6 +73,29 @@ TEST(MemoryPlan, UnknownShapesAreLeftToTheAllocator) {
   MemoryPlan plan = plan_memory(g, {{"N", 4}});
   EXPECT_EQ(plan.unplanned, 1);
   EXPECT_TRUE(plan.buffers.empty());
+}
+
+}  // namespace
+}  // namespace kiln::graph
+
+namespace kiln::graph {
+namespace {
+
+// A view of a graph input lives in the caller's memory: neither planned nor counted.
+TEST(MemoryPlan, ViewsOfGraphInputsAreNotPlanned) {
+  Graph g;
+  Value* x = g.add_input("x", DType::f32, {Dim::named("N"), Dim::fixed(4), Dim::fixed(4)});
+  Value* flat = g.add_op("flatten", {x}, {{"start_dim", int64_t{1}}}, DType::f32,
+                         SymShape{Dim::named("N"), Dim::fixed(16)});
+  Value* y = g.add_op("exp", {flat}, {}, DType::f32, SymShape{Dim::named("N"), Dim::fixed(16)});
+  g.mark_output(g.add_op("neg", {y}, {}, DType::f32, SymShape{Dim::named("N"), Dim::fixed(16)}, "out"));
+  MemoryPlan plan = plan_memory(g, {{"N", 2}});
+  EXPECT_TRUE(plan.aliases.count(flat->id));
+  EXPECT_EQ(plan.naive_bytes, 2u * 16 * 4);  // only exp's output
+  EXPECT_EQ(plan.buffers.size(), 1u);
+  Tensor in = Tensor::ones({2, 4, 4});
+  EXPECT_EQ(Compiled(std::move(g), CompileOptions{.optimize = false}).run({in})[0].to_vector<float>(),
+            std::vector<float>(32, -std::exp(1.0f)));
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ std::vector<Tensor> synthetic_inputs(const graph::Graph& g, int64_t batch) {
   return out;
 }
 
-void print_compile_report(const graph::Compiled& compiled, int64_t batch) {
+void print_compile_report(const graph::Compiled& compiled, const graph::Graph& imported, int64_t batch) {
   const graph::Graph& g = compiled.graph();
   std::map<std::string, int> histogram;
   for (const auto& n : g.nodes()) ++histogram[std::string(n->op_name())];
@@ -51,11 +51,15 @@ void print_compile_report(const graph::Compiled& compiled, int64_t batch) {
       for (const graph::Dim& d : *v->shape)
         if (!d.is_fixed() && !d.symbol.empty()) symbols[d.symbol] = batch;
   graph::MemoryPlan plan = compiled.plan_for(symbols);
-  double ratio = plan.naive_bytes ? static_cast<double>(plan.arena_bytes) / static_cast<double>(plan.naive_bytes) : 0;
-  std::printf("memory (batch %lld): arena %.3f MiB for intermediates totalling %.3f MiB (%.1f%%); outputs %.3f MiB; "
-              "%d values sized at run time\n",
-              static_cast<long long>(batch), plan.arena_bytes / 1048576.0, plan.naive_bytes / 1048576.0, 100 * ratio,
-              plan.output_bytes / 1048576.0, plan.unplanned);
+  graph::MemoryPlan naive = graph::plan_memory(imported, symbols);
+  auto pct = [](size_t a, size_t b) { return b ? 100.0 * static_cast<double>(a) / static_cast<double>(b) : 0.0; };
+  constexpr double kMiB = 1048576.0;
+  std::printf("memory (batch %lld): arena %.3f MiB = %.1f%% of the %.3f MiB of intermediates the imported graph "
+              "allocates one by one (%.1f%% of the optimised graph's %.3f MiB); outputs %.3f MiB; %d values sized at "
+              "run time\n",
+              static_cast<long long>(batch), plan.arena_bytes / kMiB, pct(plan.arena_bytes, naive.naive_bytes),
+              naive.naive_bytes / kMiB, pct(plan.arena_bytes, plan.naive_bytes), plan.naive_bytes / kMiB,
+              plan.output_bytes / kMiB, plan.unplanned + naive.unplanned);
 }
 
 }  // namespace kiln::cli

@@ -17,7 +17,8 @@ Tensor example_input(const nn::ModelSpec& spec, int64_t batch);
 // drawn from {0, 1} (valid indices for any embedding).
 std::vector<Tensor> synthetic_inputs(const graph::Graph& g, int64_t batch);
 
-// Prints the op histogram, the fused kernels and the memory plan for a batch size.
-void print_compile_report(const graph::Compiled& compiled, int64_t batch);
+// Prints the op histogram, the fused kernels and the memory plan for a batch size; `imported` (the
+// graph before optimisation) gives the naive total: every intermediate of the model as written.
+void print_compile_report(const graph::Compiled& compiled, const graph::Graph& imported, int64_t batch);
 
 }  // namespace kiln::cli

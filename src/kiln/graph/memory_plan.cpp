@@ -53,7 +53,13 @@ MemoryPlan plan_memory(const Graph& g, const std::map<std::string, int64_t>& sym
     }
     const Value* src = n.inputs.empty() ? nullptr : n.inputs[0];
     bool view = is_view_op(n.op_name()) && src && root.count(src);
+    // A view of a graph input or a constant lives in memory the plan does not own.
+    bool external_view = is_view_op(n.op_name()) && src && !root.count(src);
     for (const Value* out : n.outputs) {
+      if (external_view) {
+        plan.aliases.insert(out->id);
+        continue;
+      }
       const Value* r = view ? root[src] : out;
       root[out] = r;
       if (!view) first[out] = last[out] = i;
