@@ -62,6 +62,26 @@ TEST(FusePatterns, BiasFreeMatmulBecomesLinearAndTakesActivationOrBias) {
   EXPECT_NE(g.outputs()[1]->producer->input(2), nullptr);  // the add became the bias
 }
 
+// conv2d + relu + max_pool2d becomes one conv2d node that pools each chunk of the batch as it is
+// convolved (30 images of 32x26x26 outputs: 3 chunks of about 1 MiB); bitwise equal to unfused.
+TEST(FusePatterns, MaxPoolFusesIntoConvolutionAndRunsInBatchChunks) {
+  auto build = [](Graph& g) {
+    Generator gen(3);
+    Value* x = g.add_input("x", DType::f32, fs({30, 1, 28, 28}));
+    Value* c = op(g, "conv2d", {x, g.add_constant("w", randn({32, 1, 3, 3}, gen)), g.add_constant("b", randn({32}, gen))});
+    Value* r = op(g, "relu", {c});
+    g.mark_output(named_op(g, "y", "max_pool2d", {r},
+                           {{"kernel_shape", std::vector<int64_t>{2, 2}}, {"strides", std::vector<int64_t>{2, 2}}}));
+  };
+  Graph g = check_pass(build, [](Graph& g) { EXPECT_EQ(fuse_patterns(g), 2); }, 0, "conv+relu+pool");
+  ASSERT_EQ(g.nodes().size(), 1u);
+  const Node& n = *g.nodes()[0];
+  EXPECT_EQ(n.op_name(), "conv2d");
+  EXPECT_EQ(n.attr_string("activation"), "relu");
+  EXPECT_EQ(n.attr_string("pool"), "max");
+  EXPECT_EQ(n.attr_ints("pool_kernel_shape"), (std::vector<int64_t>{2, 2}));
+}
+
 TEST(FusePatterns, IntermediatesWithOtherReadersBlockFusion) {
   Graph g;
   Generator gen(1);

@@ -8,6 +8,7 @@
 #include "kiln/core/error.h"
 #include "kiln/core/rng.h"
 #include "kiln/graph/executor.h"
+#include "kiln/graph/passes.h"
 #include "kiln/io/model_trace.h"
 #include "kiln/io/onnx/onnx_export.h"
 #include "kiln/io/onnx/onnx_import.h"
@@ -66,6 +67,23 @@ TEST_P(RoundTrip, TracedAndReimportedGraphsMatchEager) {
 }
 
 INSTANTIATE_TEST_SUITE_P(ReferenceModels, RoundTrip, ::testing::Values("mlp", "cnn", "resnet_small", "gpt_char"));
+
+// Optimised graphs export too: fused nodes (conv2d{relu, pool}, linear_act) are written back as
+// their ONNX ops, and the file reproduces the eager forward.
+TEST(OnnxExport, OptimisedGraphsExportTheirFusedNodes) {
+  for (const char* name : {"cnn", "gpt_char"}) {
+    nn::ModelSpec spec = spec_for(name);
+    nn::ModulePtr model = nn::make_model(spec, 5);
+    model->eval();
+    Tensor x = example_input(spec, 3, 8);
+    graph::Graph g = trace(*model, {x});
+    graph::optimize(g);
+    std::string bytes;
+    ASSERT_TRUE(export_onnx(g).SerializeToString(&bytes));
+    graph::Graph back = import_onnx_bytes(bytes, std::string(name) + "_optimised.onnx");
+    EXPECT_LT(max_rel_diff(graph::Executor(back).run({x})[0], model->forward(x)), 1e-5) << name;
+  }
+}
 
 TEST(OnnxExport, SavedFileIsCheckedAndReadable) {
   nn::ModelSpec spec = spec_for("cnn");

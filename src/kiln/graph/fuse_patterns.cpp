@@ -144,6 +144,20 @@ bool activation_into_producer(Matcher& m, Node* act) {
   return true;
 }
 
+// ---- max_pool2d(conv2d(...)) -> conv2d {pool: "max", pool_*}: the kernel pools each chunk of the
+// batch as soon as it is convolved, so the full-size convolution output never exists (f32 only).
+bool pool_into_conv(Matcher& m, Node* pool) {
+  Node* conv = m.only_for(pool->input(0), "conv2d", pool);
+  if (!conv || conv->has_attr("pool") || !is_f32(conv->outputs[0])) return false;
+  auto attrs = conv->attrs;
+  attrs["pool"] = std::string("max");
+  for (const char* key : {"kernel_shape", "strides", "pads", "ceil_mode", "dilations"})
+    if (auto it = pool->attrs.find(key); it != pool->attrs.end()) attrs[std::string("pool_") + key] = it->second;
+  pass::rewrite(pool, "conv2d", conv->inputs, std::move(attrs));
+  m.touch({conv, pool});
+  return true;
+}
+
 // ---- GELU written out: x * 0.5 * (1 + f(x)), given the node `one_plus` = 1 + f(x). The
 // products may come in any of the orders exporters use: (x * a) * 0.5, (a * 0.5) * x,
 // a * (x * 0.5), (0.5 * x) * a. Returns the last node, or nullptr.
@@ -461,6 +475,7 @@ int fuse_patterns(Graph& g) {
       else if (op == "matmul") hit = attention(m, n) || matmul_const_weight(m, n);
       else if (op == "add") hit = matmul_bias(m, n) || linear_bias(m, n);
       else if (op == "relu" || op == "gelu") hit = activation_into_producer(m, n);
+      else if (op == "max_pool2d") hit = pool_into_conv(m, n);
       changed += hit ? 1 : 0;
     }
     if (!changed) break;

@@ -3,7 +3,9 @@
 //   linear        (x, w, [b]): w is (out, in)
 //   linear_act    (x, w, [b]) {activation: "none" | "relu" | "gelu" | "gelu_tanh"}
 //   conv2d        (x, w, [b]) {strides, pads (h_begin, w_begin, h_end, w_end), dilations, group,
-//                              activation: "none" | "relu"}
+//                              activation: "none" | "relu",
+//                              pool: "max" with pool_kernel_shape, pool_strides, pool_pads,
+//                              pool_ceil_mode — a max_pool2d of the output fused in}
 //   max_pool2d, avg_pool2d (x) {kernel_shape, strides, pads (4), ceil_mode, count_include_pad (avg)}
 //   adaptive_avg_pool2d (x) {output_size}
 //   batch_norm    (x, scale, bias, mean, var) {epsilon}: inference statistics, any rank >= 2
@@ -26,7 +28,7 @@ namespace kiln::graph {
 
 namespace {
 
-std::array<int64_t, 2> pair_attr(const Node& node, std::string_view key, int64_t fallback) {
+std::array<int64_t, 2> pair_attr(const Node& node, const std::string& key, int64_t fallback) {
   std::vector<int64_t> v = node.attr_ints(key, {fallback, fallback});
   if (v.size() != 2) kernel_error(node, detail::concat(key, " must have 2 entries for a 2-d op, got ", v.size()));
   return {v[0], v[1]};
@@ -72,6 +74,9 @@ std::vector<Tensor> linear_act_kernel(const Node& node, const std::vector<Tensor
                           activation_attr(node))};
 }
 
+template <bool kMax>
+Tensor pool(const Node& node, const Tensor& x, const std::string& prefix);
+
 std::vector<Tensor> conv2d_kernel(const Node& node, const std::vector<Tensor>& in) {
   Tensor x = required_input(node, in, 0, "x");
   ops::Conv2dOptions o;
@@ -85,7 +90,20 @@ std::vector<Tensor> conv2d_kernel(const Node& node, const std::vector<Tensor>& i
   if (act != ops::LinearActivation::none && act != ops::LinearActivation::relu)
     kernel_error(node, "conv2d fuses only relu");
   o.relu = act == ops::LinearActivation::relu;  // in the kernel's last pass over the output
-  return {ops::conv2d(x, required_input(node, in, 1, "w"), optional_input(in, 2), o)};
+  const Tensor& w = required_input(node, in, 1, "w");
+  Tensor b = optional_input(in, 2);
+  if (!node.has_attr("pool")) return {ops::conv2d(x, w, b, o)};
+  // A max pool fused into the convolution (fuse_patterns): the batch runs in chunks whose
+  // convolution output stays small (about 1 MiB, cache-resident) and is pooled at once, so the
+  // full-size convolution output never exists.
+  const int64_t N = x.shape()[0];
+  const int64_t per_image = std::max<int64_t>(1, w.shape()[0] * x.shape()[2] * x.shape()[3] * 4);
+  const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 20) / per_image, 1, std::max<int64_t>(N, 1));
+  if (chunk >= N) return {pool<true>(node, ops::conv2d(x, w, b, o), "pool_")};
+  std::vector<Tensor> parts;
+  for (int64_t n0 = 0; n0 < N; n0 += chunk)
+    parts.push_back(pool<true>(node, ops::conv2d(ops::slice(x, 0, n0, std::min(N, n0 + chunk)), w, b, o), "pool_"));
+  return {ops::cat(parts, 0)};
 }
 
 // Extra end padding that makes a pooled size round up (ceil_mode), per spatial dim.
@@ -104,35 +122,33 @@ std::array<int64_t, 2> ceil_extra(const Tensor& x, std::array<int64_t, 2> k, std
   return extra;
 }
 
+// Pooling of x with the node's attributes named `prefix`kernel_shape, ... (prefix "pool_" when
+// the pooling was fused into a conv2d node).
 template <bool kMax>
-std::vector<Tensor> pool_kernel(const Node& node, const std::vector<Tensor>& in) {
-  Tensor x = required_input(node, in, 0, "x");
+Tensor pool(const Node& node, const Tensor& x, const std::string& prefix) {
   if (x.dim() != 4) kernel_error(node, detail::concat("expects (N, C, H, W), got ", shape_str(x.shape())));
-  if (kMax && !is_floating(x.dtype())) {  // integer max pooling: exact through f64
-    DType dt = x.dtype();
-    std::vector<Tensor> r = pool_kernel<true>(node, {ops::to(x, DType::f64)});
-    return {ops::to(r[0], dt)};
-  }
-  std::array<int64_t, 2> k = pair_attr(node, "kernel_shape", 1);
-  std::array<int64_t, 2> s = pair_attr(node, "strides", 1);
-  if (node.has_attr("dilations") && node.attr_ints("dilations") != std::vector<int64_t>{1, 1})
+  if (kMax && !is_floating(x.dtype()))  // integer max pooling: exact through f64
+    return ops::to(pool<true>(node, ops::to(x, DType::f64), prefix), x.dtype());
+  std::array<int64_t, 2> k = pair_attr(node, prefix + "kernel_shape", 1);
+  std::array<int64_t, 2> s = pair_attr(node, prefix + "strides", 1);
+  if (node.has_attr(prefix + "dilations") && node.attr_ints(prefix + "dilations") != std::vector<int64_t>{1, 1})
     kernel_error(node, "dilated pooling is not supported");
-  std::vector<int64_t> pads = node.attr_ints("pads", {0, 0, 0, 0});
+  std::vector<int64_t> pads = node.attr_ints(prefix + "pads", {0, 0, 0, 0});
   if (pads.size() != 4) kernel_error(node, "pads must have 4 entries");
   std::array<int64_t, 2> extra{0, 0};
-  if (node.attr_int("ceil_mode", 0)) extra = ceil_extra(x, k, s, pads);
+  if (node.attr_int(prefix + "ceil_mode", 0)) extra = ceil_extra(x, k, s, pads);
   // Kiln's pooling pads symmetrically by at most half the window; anything else pads explicitly.
   bool symmetric = pads[0] == pads[2] && pads[1] == pads[3] && extra == std::array<int64_t, 2>{0, 0} &&
                    2 * pads[0] <= k[0] && 2 * pads[1] <= k[1];
-  bool count_pad = node.attr_int("count_include_pad", 0) != 0;
+  bool count_pad = node.attr_int(prefix + "count_include_pad", 0) != 0;
   std::vector<int64_t> torch_pads = {pads[1], pads[3] + extra[1], pads[0], pads[2] + extra[0]};
   if constexpr (kMax) {
-    if (symmetric) return {ops::max_pool2d(x, k, s, {pads[0], pads[1]})};
-    return {ops::max_pool2d(ops::pad(x, torch_pads, -std::numeric_limits<double>::infinity()), k, s)};
+    if (symmetric) return ops::max_pool2d(x, k, s, {pads[0], pads[1]});
+    return ops::max_pool2d(ops::pad(x, torch_pads, -std::numeric_limits<double>::infinity()), k, s);
   } else {
     bool no_pad = pads == std::vector<int64_t>{0, 0, 0, 0} && extra == std::array<int64_t, 2>{0, 0};
-    if (no_pad) return {ops::avg_pool2d(x, k, s)};
-    if (count_pad && symmetric) return {ops::avg_pool2d(x, k, s, {pads[0], pads[1]})};
+    if (no_pad) return ops::avg_pool2d(x, k, s);
+    if (count_pad && symmetric) return ops::avg_pool2d(x, k, s, {pads[0], pads[1]});
     // Sum over the window divided by the number of counted cells: pool x and a mask of ones
     // padded the same way, both with the padding in the divisor, and divide.
     Tensor xp = ops::pad(x, torch_pads);
@@ -143,8 +159,13 @@ std::vector<Tensor> pool_kernel(const Node& node, const std::vector<Tensor>& in)
       mask_pads = {0, extra[1], 0, extra[0]};
     }
     Tensor mask = ops::pad(ones, mask_pads);
-    return {ops::div(ops::avg_pool2d(xp, k, s), ops::avg_pool2d(mask, k, s))};
+    return ops::div(ops::avg_pool2d(xp, k, s), ops::avg_pool2d(mask, k, s));
   }
+}
+
+template <bool kMax>
+std::vector<Tensor> pool_kernel(const Node& node, const std::vector<Tensor>& in) {
+  return {pool<kMax>(node, required_input(node, in, 0, "x"), "")};
 }
 
 std::vector<Tensor> adaptive_avg_pool_kernel(const Node& node, const std::vector<Tensor>& in) {

@@ -128,7 +128,9 @@ void export_conv(Exporter& e, const Node& n, const std::string& out) {
   if (!w->shape || !graph::concrete_shape(*w->shape)) cannot(n, "the weight shape is unknown");
   Shape ws = *graph::concrete_shape(*w->shape);
   std::string act = n.attr_string("activation", "none");
-  std::string y = act == "none" ? out : e.fresh("conv");
+  bool pooled = n.has_attr("pool");
+  std::string act_out = pooled ? e.fresh("conv_act") : out;
+  std::string y = act == "none" ? act_out : e.fresh("conv");
   NodeProto& c = e.node("Conv", {n.input(0)->name, w->name, in_name(n.input(2))}, {y});
   if (!n.input(2)) c.mutable_input()->RemoveLast();
   set_ints(c, "kernel_shape", {ws[2], ws[3]});
@@ -136,7 +138,14 @@ void export_conv(Exporter& e, const Node& n, const std::string& out) {
   set_ints(c, "pads", n.attr_ints("pads", {0, 0, 0, 0}));
   set_ints(c, "dilations", n.attr_ints("dilations", {1, 1}));
   set_int(c, "group", n.attr_int("group", 1));
-  if (act != "none") emit_activation(e, act, y, out, n.input(0)->dtype, n);
+  if (act != "none") emit_activation(e, act, y, act_out, n.input(0)->dtype, n);
+  if (pooled) {  // a max pool fused in by fuse_patterns
+    NodeProto& p = e.node("MaxPool", {act_out}, {out});
+    set_ints(p, "kernel_shape", n.attr_ints("pool_kernel_shape"));
+    set_ints(p, "strides", n.attr_ints("pool_strides", {1, 1}));
+    set_ints(p, "pads", n.attr_ints("pool_pads", {0, 0, 0, 0}));
+    if (n.attr_int("pool_ceil_mode", 0)) set_int(p, "ceil_mode", 1);
+  }
 }
 
 void export_pool(Exporter& e, const Node& n, const std::string& out) {
