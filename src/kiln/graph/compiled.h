@@ -20,7 +20,7 @@ namespace kiln::graph {
 
 struct CompileOptions {
   bool optimize = true;  // false: run the graph as given (the interpreter oracle)
-  PassOptions passes;
+  PassOptions passes = {};
   bool plan_memory = true;
 };
 
