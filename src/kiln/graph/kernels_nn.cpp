@@ -172,10 +172,33 @@ std::vector<Tensor> adaptive_avg_pool_kernel(const Node& node, const std::vector
   return {ops::adaptive_avg_pool2d(required_input(node, in, 0, "x"), pair_attr(node, "output_size", 1))};
 }
 
+// ONNX BatchNormalization with training_mode=1 (opset 14+): normalise with the batch's mean and
+// population variance over every dim but the channel, and return the updated running statistics
+// (input * momentum + batch * (1 - momentum)) as outputs 1 and 2.
+std::vector<Tensor> batch_norm_training(const Node& node, const Tensor& x, const std::vector<Tensor>& in, double eps) {
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  Shape per_channel(static_cast<size_t>(x.dim()), 1);
+  per_channel[1] = x.shape()[1];
+  auto channel = [&](const Tensor& t) { return ops::reshape(t, per_channel); };
+  Tensor mean = ops::mean(x, dims, /*keepdim=*/true);
+  Tensor centred = ops::sub(x, mean);
+  Tensor var = ops::mean(ops::mul(centred, centred), dims, /*keepdim=*/true);
+  Tensor y = ops::add(ops::mul(ops::div(centred, ops::sqrt(ops::add(var, eps))),
+                               channel(required_input(node, in, 1, "scale"))),
+                      channel(required_input(node, in, 2, "bias")));
+  double momentum = node.attr_float("momentum", 0.9);
+  auto update = [&](const Tensor& running, const Tensor& batch) {
+    return ops::add(ops::mul(running, momentum), ops::mul(ops::reshape(batch, running.shape()), 1.0 - momentum));
+  };
+  return {y, update(required_input(node, in, 3, "mean"), mean), update(required_input(node, in, 4, "var"), var)};
+}
+
 std::vector<Tensor> batch_norm_kernel(const Node& node, const std::vector<Tensor>& in) {
   const Tensor& x = required_input(node, in, 0, "x");
   if (x.dim() < 2) kernel_error(node, "expects (N, C, ...)");
   double eps = node.attr_float("epsilon", 1e-5);
+  if (node.attr_int("training_mode", 0) != 0) return batch_norm_training(node, x, in, eps);
   Tensor xin = x.dim() == 2 || x.dim() == 4 ? x : ops::reshape(x, {x.shape()[0], x.shape()[1], -1, 1});
   Tensor y = ops::batch_norm(xin, required_input(node, in, 1, "scale"), required_input(node, in, 2, "bias"),
                              required_input(node, in, 3, "mean"), required_input(node, in, 4, "var"),

@@ -83,9 +83,12 @@ void identity(ConvertContext& ctx) { ctx.alias_output(0, ctx.required_in(0, "inp
 void dropout(ConvertContext& ctx) {
   Value* x = ctx.required_in(0, "data");
   if (ctx.opset >= 12) {
+    // Training mode drops at random (not reproducible across runtimes) unless the ratio is 0.
     std::optional<Tensor> training = ctx.const_in(2);
-    if (ctx.in(2) && (!training || training->item() != 0.0))
-      ctx.unsupported("training_mode must be a constant false: graphs run inference");
+    std::optional<Tensor> ratio = ctx.const_in(1);
+    bool keeps_all = ratio && ratio->item() == 0.0;
+    if (ctx.in(2) && (!training || training->item() != 0.0) && !keeps_all)
+      ctx.unsupported("training_mode with a non-zero ratio: graphs run inference");
   }
   if (ctx.num_outputs() < 2 || ctx.node.output(1).empty()) {
     ctx.alias_output(0, x);

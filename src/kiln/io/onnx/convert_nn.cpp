@@ -174,12 +174,18 @@ void gemm(ConvertContext& ctx) {
 void matmul(ConvertContext& ctx) { ctx.emit("matmul", {ctx.required_in(0, "A"), ctx.required_in(1, "B")}); }
 
 void batch_norm(ConvertContext& ctx) {
-  if (ctx.attr_int("training_mode", 0) != 0) ctx.unsupported("training_mode=1: graphs run inference");
-  for (size_t k = 1; k < ctx.num_outputs(); ++k)
-    if (!ctx.node.output(static_cast<int>(k)).empty()) ctx.unsupported("running statistics outputs");
+  bool training = ctx.attr_int("training_mode", 0) != 0;
+  if (!training)
+    for (size_t k = 1; k < ctx.num_outputs(); ++k)
+      if (!ctx.node.output(static_cast<int>(k)).empty()) ctx.unsupported("running statistics outputs");
+  Attrs a{{"epsilon", ctx.attr_float("epsilon", 1e-5)}};
+  if (training) {  // batch statistics, and the updated running ones as outputs 1 and 2
+    a["training_mode"] = int64_t{1};
+    a["momentum"] = ctx.attr_float("momentum", 0.9);
+  }
   ctx.emit("batch_norm", {ctx.required_in(0, "X"), ctx.required_in(1, "scale"), ctx.required_in(2, "B"),
                           ctx.required_in(3, "input_mean"), ctx.required_in(4, "input_var")},
-           {{"epsilon", ctx.attr_float("epsilon", 1e-5)}});
+           std::move(a));
 }
 
 void layer_norm(ConvertContext& ctx) {
