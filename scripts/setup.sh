@@ -16,6 +16,8 @@ PACKAGES=(
   libonnx-testdata                            # the ONNX backend node tests (conformance)
   clang libclang-rt-14-dev                    # libFuzzer for the fuzz targets (fuzz/)
   libcli11-dev                                # command-line parsing
+  libopenmpi-dev openmpi-bin                  # distributed training: MPI processes under mpirun
+  iproute2                                    # ip netns: the multi-host test harness
   dataset-fashion-mnist                       # the real data set
   bible-kjv                                   # King James Bible: the corpus for gpt_char
 )
