@@ -11,6 +11,15 @@ namespace kiln::autograd {
 
 namespace {
 
+thread_local GradReadyHook t_grad_ready;
+
+void accumulate_into_leaf(const std::shared_ptr<TensorImpl>& leaf, const Tensor& g);
+
+void accumulate_and_announce(const std::shared_ptr<TensorImpl>& leaf, const Tensor& g) {
+  accumulate_into_leaf(leaf, g);
+  if (leaf && t_grad_ready) t_grad_ready(Tensor(leaf));
+}
+
 void accumulate_into_leaf(const std::shared_ptr<TensorImpl>& leaf, const Tensor& g) {
   if (!leaf) return;  // the leaf was destroyed; nothing to accumulate into
   Tensor grad(leaf->grad);
@@ -58,7 +67,7 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
     KILN_CHECK(g.shape() == out.shape(), "backward: gradient shape ", shape_str(g.shape()),
                " does not match output shape ", shape_str(out.shape()));
     if (out.is_leaf()) {
-      accumulate_into_leaf(out.impl_ptr(), g);
+      accumulate_and_announce(out.impl_ptr(), g);
       continue;
     }
     buffers[out.grad_fn().get()].add(out.output_nr(), g);
@@ -91,7 +100,7 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
     InputBuffer buf = std::move(buffers[node.get()]);
     buffers.erase(node.get());
     if (auto* acc = dynamic_cast<AccumulateGrad*>(node.get())) {
-      if (!buf.grads.empty() && buf.grads[0].defined()) accumulate_into_leaf(acc->leaf(), buf.grads[0]);
+      if (!buf.grads.empty() && buf.grads[0].defined()) accumulate_and_announce(acc->leaf(), buf.grads[0]);
       continue;
     }
     buf.grads.resize(node->output_shapes.size());
@@ -118,5 +127,10 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
     }
   }
 }
+
+GradReadyHookGuard::GradReadyHookGuard(GradReadyHook hook) : previous_(std::move(t_grad_ready)) {
+  t_grad_ready = std::move(hook);
+}
+GradReadyHookGuard::~GradReadyHookGuard() { t_grad_ready = std::move(previous_); }
 
 }  // namespace kiln::autograd

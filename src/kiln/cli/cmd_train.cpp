@@ -8,6 +8,7 @@
 #include "kiln/cli/task.h"
 #include "kiln/cli/trainer.h"
 #include "kiln/core/thread_pool.h"
+#include "kiln/dist/communicator.h"
 #include "kiln/io/checkpoint.h"
 
 namespace kiln::cli {
@@ -25,7 +26,15 @@ int run_train(const TrainArgs& args) {
                       {s.unit == "tokens" ? "tokens_per_s" : "images_per_s", s.rate},
                       {"checkpoint", s.checkpoint},
                       {"seconds", s.seconds}};
-  std::printf("%s\n", j.dump().c_str());
+  if (s.world_size > 1) {
+    j["world_size"] = s.world_size;
+    j["allreduce_seconds"] = s.allreduce_seconds;
+    j["allreduce_exposed_seconds"] = s.allreduce_exposed_seconds;
+    j["allreduce_hidden_fraction"] =
+        s.allreduce_seconds > 0 ? 1.0 - s.allreduce_exposed_seconds / s.allreduce_seconds : 0.0;
+    j["bytes_sent_rank0"] = s.bytes_sent;
+  }
+  if (!dist::launched_by_mpi() || dist::world().rank() == 0) std::printf("%s\n", j.dump().c_str());
   return 0;
 }
 

@@ -57,6 +57,10 @@ std::vector<Field> schema(TrainConfig& c) {
       {"train.log_every", &c.train.log_every},
       {"train.checkpoint_every", &c.train.checkpoint_every},
       {"train.eval_batches", &c.train.eval_batches},
+      {"dist.strategy", &c.dist.strategy},
+      {"dist.shards", &c.dist.shards},
+      {"dist.bucket_mb", &c.dist.bucket_mb},
+      {"dist.timeout_s", &c.dist.timeout_s},
       {"sample.tokens", &c.sample.tokens},
       {"sample.temperature", &c.sample.temperature},
       {"sample.top_k", &c.sample.top_k},
@@ -173,6 +177,12 @@ void validate(const TrainConfig& c, const std::string& origin) {
                                     "' (expected one of ", list, ")"));
   }
   one_of(c.optim.name, {"sgd", "adam", "adamw"}, "optim.name");
+  one_of(c.dist.strategy, {"none", "ddp"}, "dist.strategy");
+  KILN_CHECK(c.dist.shards >= 0, origin, ": config key 'dist.shards' must be >= 0, got ", c.dist.shards);
+  KILN_CHECK(c.dist.shards <= c.data.batch_size, origin, ": config key 'dist.shards' (", c.dist.shards,
+             ") must not exceed data.batch_size (", c.data.batch_size, "): every shard needs examples");
+  KILN_CHECK(c.dist.bucket_mb > 0, origin, ": config key 'dist.bucket_mb' must be positive, got ", c.dist.bucket_mb);
+  KILN_CHECK(c.dist.timeout_s > 0, origin, ": config key 'dist.timeout_s' must be positive, got ", c.dist.timeout_s);
   one_of(c.schedule.name, {"constant", "step", "cosine"}, "schedule.name");
   bool text_model = c.model.name == "gpt_char";
   KILN_CHECK(text_model == (c.data.dataset == "text"), origin, ": model '", c.model.name,

@@ -59,6 +59,15 @@ struct TrainConfig {
     int64_t eval_batches = 0;      // cap on test batches per evaluation (0: whole test set)
   } train;
 
+  // Distributed training (docs/notes/distributed.md). Under mpirun every rank reads the same
+  // config; the ranks check at start that they agree.
+  struct Dist {
+    std::string strategy = "none";  // none | ddp
+    int64_t shards = 0;             // ddp: data shards per global batch (0: the world size)
+    double bucket_mb = 1.0;         // ddp: gradient megabytes per allreduce bucket
+    double timeout_s = 300.0;       // a collective waiting longer than this ends the job
+  } dist;
+
   struct Sample {
     int64_t tokens = 300;  // text models: characters sampled after each epoch (0: none)
     double temperature = 0.8;

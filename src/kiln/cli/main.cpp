@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kiln/cli/commands.h"
+#include "kiln/dist/communicator.h"
 #include "kiln/core/error.h"
 
 namespace {
@@ -110,7 +111,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& err) {
     return app.exit(err);
   }
-  try {
+  auto run_command = [&]() -> int {
     if (t->parsed()) return kiln::cli::run_train(train);
     if (e->parsed()) return kiln::cli::run_eval(eval);
     if (bt->parsed()) return kiln::cli::run_bench_train(bench);
@@ -120,11 +121,20 @@ int main(int argc, char** argv) {
     if (rn->parsed()) return kiln::cli::run_model(runm);
     if (cp->parsed()) return kiln::cli::run_compile(comp);
     return kiln::cli::run_info();
-  } catch (const kiln::Error& err) {
-    std::fprintf(stderr, "kiln: error: %s\n", one_line(err.what()).c_str());
-    return 1;
+  };
+  try {
+    int rc = run_command();
+    kiln::dist::shutdown();
+    return rc;
   } catch (const std::exception& err) {
-    std::fprintf(stderr, "kiln: error: %s\n", one_line(err.what()).c_str());
+    std::fprintf(stderr, "%skiln: error: %s\n", kiln::dist::log_prefix().c_str(), one_line(err.what()).c_str());
+    // A failing rank of a distributed job leaves at once: its peers may be gone or blocked, so
+    // neither MPI_Finalize nor static destructors may wait for them. mpirun sees the exit code
+    // and ends the job.
+    if (kiln::dist::launched_by_mpi()) {
+      std::fflush(nullptr);
+      std::_Exit(1);
+    }
     return 1;
   }
 }

@@ -15,8 +15,8 @@ std::string format_duration(double s) {
 }
 }  // namespace
 
-Progress::Progress(int64_t log_every, std::string unit)
-    : tty_(isatty(STDERR_FILENO) != 0), log_every_(log_every), unit_(std::move(unit)) {}
+Progress::Progress(int64_t log_every, std::string unit, bool enabled)
+    : tty_(isatty(STDERR_FILENO) != 0), enabled_(enabled), log_every_(log_every), unit_(std::move(unit)) {}
 
 void Progress::start_epoch(int64_t epoch, int64_t epochs, int64_t batches, int64_t first_batch) {
   epoch_ = epoch;
@@ -43,6 +43,7 @@ void Progress::update(int64_t batch, double loss, int64_t samples) {
   double rate = epoch_rate();
   double per_batch = (done - first_batch_) > 0 ? epoch_seconds() / static_cast<double>(done - first_batch_) : 0.0;
   double eta = per_batch * static_cast<double>(batches_ - done);
+  if (!enabled_) return;
   if (tty_) {
     auto now = Clock::now();
     if (done != batches_ && std::chrono::duration<double>(now - last_draw_).count() < 0.1) return;
@@ -69,6 +70,7 @@ void Progress::end_epoch() {
 }
 
 void Progress::message(const std::string& line) {
+  if (!enabled_) return;
   if (bar_visible_) std::fputs("\r\033[K", stderr);
   std::fprintf(stderr, "%s\n", line.c_str());
   bar_visible_ = false;

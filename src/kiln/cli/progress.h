@@ -10,7 +10,8 @@ namespace kiln::cli {
 
 class Progress {
  public:
-  Progress(int64_t log_every, std::string unit);
+  // A disabled Progress counts but prints nothing (ranks other than 0 of a distributed run).
+  Progress(int64_t log_every, std::string unit, bool enabled = true);
   void start_epoch(int64_t epoch, int64_t epochs, int64_t batches, int64_t first_batch);
   // Called after each batch with the number of samples (images or tokens) it held.
   void update(int64_t batch, double loss, int64_t samples);
@@ -22,6 +23,7 @@ class Progress {
  private:
   using Clock = std::chrono::steady_clock;
   bool tty_;
+  bool enabled_;
   int64_t log_every_;
   std::string unit_;
   int64_t epoch_ = 0, epochs_ = 0, batches_ = 0, first_batch_ = 0, samples_ = 0;

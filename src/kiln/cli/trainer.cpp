@@ -14,6 +14,10 @@
 #include "kiln/core/rng.h"
 #include "kiln/core/thread_pool.h"
 #include "kiln/data/augment.h"
+#include "kiln/dist/consistency.h"
+#include "kiln/dist/data_parallel.h"
+#include "kiln/dist/local_communicator.h"
+#include "kiln/dist/tree_reduce.h"
 #include "kiln/data/data_loader.h"
 #include "kiln/data/fashion_mnist.h"
 #include "kiln/io/atomic_file.h"
@@ -73,17 +77,40 @@ void remove_stale_temporaries(const std::string& out_dir) {
 }
 }  // namespace
 
+namespace {
+// The communicator for this run: the job's under mpirun, one local rank otherwise. A world size
+// that does not fit the strategy is an error on every rank.
+dist::Communicator& communicator_for(const TrainConfig& c) {
+  static dist::LocalCommunicator local;
+  if (!dist::launched_by_mpi()) return local;
+  dist::Communicator& world = dist::world();
+  KILN_CHECK(c.dist.strategy != "none" || world.size() == 1, "dist: launched with ", world.size(),
+             " ranks but dist.strategy is 'none'\nhelp: --set dist.strategy=ddp, or start one process");
+  return world;
+}
+
+// Batch b's size before sharding: what each shard's loss weight is relative to.
+int64_t global_batch_size(const data::DataLoader& loader, int64_t b, int64_t batch_size) {
+  return std::min(batch_size, loader.dataset().size() - b * batch_size);
+}
+}  // namespace
+
 TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   auto wall_start = std::chrono::steady_clock::now();
+  dist::Communicator& comm = communicator_for(c);
+  const bool root = comm.rank() == 0;
+  dist::Work::set_default_timeout(std::chrono::milliseconds(static_cast<int64_t>(c.dist.timeout_s * 1000)));
+  dist::check_same_text(comm, to_toml(c), "config");
   set_num_threads(static_cast<int>(c.threads));
   manual_seed(c.seed);
   std::filesystem::create_directories(opt.out_dir);
-  remove_stale_temporaries(opt.out_dir);
+  if (root) remove_stale_temporaries(opt.out_dir);
   const std::string ckpt_file = checkpoint_path(opt.out_dir);
 
   std::optional<io::Checkpoint> resumed;
   if (opt.resume) {
-    KILN_CHECK(std::filesystem::exists(ckpt_file), "--resume: no checkpoint at ", ckpt_file);
+    dist::check_all(comm, std::filesystem::exists(ckpt_file),
+                    detail::concat("--resume: no checkpoint at ", ckpt_file));
     resumed = io::load_checkpoint(ckpt_file);
     KILN_CHECK(resumed->state.model_name == c.model.name, "--resume: checkpoint ", ckpt_file, " holds model '",
                resumed->state.model_name, "' but the config asks for '", c.model.name, "'");
@@ -92,6 +119,12 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   Task task = make_task(c, resumed ? &resumed->state.extra : nullptr);
   nn::ModulePtr model = nn::make_model(task.spec, c.seed);
   auto optimizer = make_optimizer(c, model->parameters());
+  dist::DataParallel dp(comm, model->parameters(),
+                        {c.dist.shards, static_cast<int64_t>(c.dist.bucket_mb * (1 << 20))});
+  // Sharded: each batch is cut into data shards whose gradients meet in the fixed tree, and each
+  // shard draws its own dropout stream. One process with one shard trains exactly as before.
+  const bool sharded = dp.shard_count() > 1;
+  const int64_t local_count = static_cast<int64_t>(dp.local_shards().size());
 
   data::LoaderOptions lo;
   lo.batch_size = c.data.batch_size;
@@ -99,6 +132,10 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   lo.drop_last = c.data.drop_last;
   lo.num_workers = static_cast<int>(c.data.workers);
   lo.seed = c.seed;
+  if (sharded) {
+    lo.shard_count = dp.shard_count();
+    lo.shards = dp.local_shards();
+  }
   if (c.data.augment && !task.is_text) {
     // Pad with the normalised value of a black pixel, so padding looks like the image border.
     lo.transform = data::make_image_augment({4, true, -data::kFashionMnistMean / data::kFashionMnistStd});
@@ -122,14 +159,35 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
     state.epoch_batches = resumed->state.epoch_batches;
     default_generator().set_state(resumed->state.rng);
     loader.set_state(state.loader);
-  } else {
+  } else if (root) {
     io::write_file_atomic(opt.out_dir + "/config.toml", state.config_toml);
   }
+  if (comm.size() > 1) {
+    std::vector<Tensor> synced = model->parameters();
+    for (auto& [name, b] : model->named_buffers()) synced.push_back(b);
+    dp.broadcast_from_root(synced);
+    std::string mine;
+    for (int64_t s : dp.local_shards()) {
+      if (!mine.empty()) mine += ' ';
+      mine += std::to_string(s);
+    }
+    std::fprintf(stderr, "%sddp: data shards %s of %lld, %lld gradient buckets\n", dist::log_prefix().c_str(),
+                 mine.c_str(), static_cast<long long>(dp.shard_count()), static_cast<long long>(dp.bucket_count()));
+  }
 
-  io::MetricsLog metrics(opt.out_dir + "/metrics.jsonl", /*append=*/opt.resume);
-  io::TensorBoardWriter tb(opt.out_dir);
-  Progress progress(c.train.log_every, task.sample_unit);
+  // Only rank 0 writes metrics and checkpoints.
+  std::optional<io::MetricsLog> metrics;
+  std::optional<io::TensorBoardWriter> tb;
+  if (root) {
+    metrics.emplace(opt.out_dir + "/metrics.jsonl", /*append=*/opt.resume);
+    tb.emplace(opt.out_dir);
+  }
+  Progress progress(c.train.log_every, task.sample_unit, root);
   auto save = [&] {
+    // Every rank must have reached the same step before rank 0 writes it down.
+    KILN_CHECK(dist::all_equal(comm, state.step), "dist: ranks disagree on the step (this rank is at ", state.step,
+               ") before a checkpoint");
+    if (!root) return;
     state.loader = loader.state();
     state.rng = default_generator().state();
     io::save_checkpoint(ckpt_file, *model, optimizer.get(), state);
@@ -139,6 +197,9 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   summary.model = c.model.name;
   summary.unit = task.sample_unit;
   summary.checkpoint = ckpt_file;
+  summary.world_size = comm.size();
+  double reduce_seconds = 0, exposed_seconds = 0;
+  const int64_t bytes_at_start = comm.stats().bytes_sent;
   model->train();
   bool stop = c.train.max_steps > 0 && state.step >= c.train.max_steps, ran_epoch = false;
   while (!stop && loader.state().epoch < c.train.epochs) {
@@ -147,28 +208,64 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
     progress.start_epoch(epoch, c.train.epochs, batches, first);
     int64_t micro = 0;
     while (auto batch = loader.next()) {
-      Tensor logits = model->forward(batch->input);
-      Tensor loss = task_loss(logits, batch->target);
-      double loss_value = loss.item();
+      const int64_t index = loader.state().batch - 1;
+      const bool last_in_epoch = index + 1 == batches;
+      const bool step_ends = micro + 1 == c.optim.grad_accum || last_in_epoch;
+      const int64_t whole = global_batch_size(loader, index, c.data.batch_size);
+      // This rank's shards of the batch, one forward and backward each.
+      std::vector<double> shard_loss(static_cast<size_t>(local_count), 0.0);
+      int64_t offset = 0;
+      for (int64_t j = 0; j < local_count; ++j) {
+        const int64_t rows = sharded ? batch->shard_sizes[static_cast<size_t>(j)] : whole;
+        dp.begin_backward(j, micro == 0, step_ends && j + 1 == local_count);
+        if (rows > 0) {
+          if (sharded) {
+            const int64_t stream = (state.step * c.optim.grad_accum + micro) * dp.shard_count() +
+                                   dp.local_shards()[static_cast<size_t>(j)];
+            dist::set_dropout_stream(*model, static_cast<uint64_t>(stream));
+          }
+          Tensor x = sharded ? ops::slice(batch->input, 0, offset, offset + rows) : batch->input;
+          Tensor y = sharded ? ops::slice(batch->target, 0, offset, offset + rows) : batch->target;
+          Tensor loss = task_loss(model->forward(x), y);
+          // Each shard's mean loss weighted by its share of the batch: the weighted sum over
+          // shards is the batch's mean loss, whatever the sharding.
+          const double share = static_cast<double>(rows) / static_cast<double>(whole);
+          shard_loss[static_cast<size_t>(j)] = loss.item() * share;
+          if (sharded) loss = ops::mul(loss, share);
+          autograd::backward(c.optim.grad_accum > 1 ? ops::div(loss, static_cast<double>(c.optim.grad_accum)) : loss);
+        }
+        dp.end_backward();
+        offset += rows;
+      }
+      double loss_value = shard_loss[0];
+      if (sharded) {
+        std::vector<void*> leaves;
+        for (auto& v : shard_loss) leaves.push_back(&v);
+        dist::tree_reduce(leaves, 1, DType::f64);
+        Tensor total = Tensor::full({1}, shard_loss[0], DType::f64);
+        dist::allreduce_wait(comm, total);
+        loss_value = total.item();
+      }
       KILN_CHECK(std::isfinite(loss_value), "train: loss became ", loss_value, " at step ", state.step,
                  "\nhelp: lower optim.lr or set optim.grad_clip");
-      autograd::backward(c.optim.grad_accum > 1 ? ops::div(loss, static_cast<double>(c.optim.grad_accum)) : loss);
       state.epoch_loss_sum += loss_value;
       ++state.epoch_batches;
-      int64_t index = loader.state().batch - 1;
-      bool last_in_epoch = index + 1 == batches;
-      if (++micro == c.optim.grad_accum || last_in_epoch) {
+      if (step_ends) {
         micro = 0;
+        reduce_seconds += dp.last_step().reduce_seconds;
+        exposed_seconds += dp.last_step().exposed_seconds;
         if (c.optim.grad_clip > 0) optim::clip_grad_norm(optimizer->params(), c.optim.grad_clip);
         optimizer->set_lr(schedule->lr_at(state.step));
         optimizer->step();
         optimizer->zero_grad();
         ++state.step;
-        tb.add_scalar("train/loss", loss_value, state.step);
+        if (tb) tb->add_scalar("train/loss", loss_value, state.step);
         if (c.train.checkpoint_every > 0 && state.step % c.train.checkpoint_every == 0 && !last_in_epoch) save();
         if (c.train.max_steps > 0 && state.step >= c.train.max_steps) stop = true;
+      } else {
+        ++micro;
       }
-      progress.update(index, loss_value, batch->target.numel());
+      progress.update(index, loss_value, task.is_text ? whole * c.data.context : whole);
       if (stop) break;
     }
     progress.end_epoch();
@@ -179,13 +276,16 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
                            {"test_loss", ev.loss},      {"test_accuracy", ev.accuracy},
                            {task.is_text ? "tokens_per_s" : "images_per_s", rate},
                            {"lr", optimizer->lr()},     {"seconds", progress.epoch_seconds()}};
-    metrics.append(line.dump());
-    tb.add_scalar("test/loss", ev.loss, state.step);
-    tb.add_scalar("test/accuracy", ev.accuracy, state.step);
+    if (comm.size() > 1 && reduce_seconds > 0) line["allreduce_hidden_fraction"] = 1.0 - exposed_seconds / reduce_seconds;
+    if (metrics) metrics->append(line.dump());
+    if (tb) {
+      tb->add_scalar("test/loss", ev.loss, state.step);
+      tb->add_scalar("test/accuracy", ev.accuracy, state.step);
+    }
     progress.message(detail::concat("epoch ", epoch + 1, ": train_loss ", train_loss, " test_loss ", ev.loss,
                                     " test_accuracy ", ev.accuracy, " ", static_cast<int64_t>(rate), " ",
                                     task.sample_unit, "/s"));
-    if (task.is_text && c.sample.tokens > 0) progress.message("sample: " + sample_text(*model, task, c));
+    if (root && task.is_text && c.sample.tokens > 0) progress.message("sample: " + sample_text(*model, task, c));
     state.epoch_loss_sum = 0.0;
     state.epoch_batches = 0;
     save();
@@ -203,6 +303,9 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   // Epochs run, counting one stopped part-way by max_steps.
   summary.epochs = loader.state().epoch + (loader.state().batch > 0 ? 1 : 0);
   summary.steps = state.step;
+  summary.allreduce_seconds = reduce_seconds;
+  summary.allreduce_exposed_seconds = exposed_seconds;
+  summary.bytes_sent = comm.stats().bytes_sent - bytes_at_start;
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   return summary;
 }

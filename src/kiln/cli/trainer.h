@@ -24,6 +24,11 @@ struct TrainSummary {
   std::string unit;   // "images" or "tokens"
   std::string checkpoint;
   double seconds = 0.0;
+  // Distributed runs.
+  int64_t world_size = 1;
+  double allreduce_seconds = 0.0;          // communication-thread time reducing gradients
+  double allreduce_exposed_seconds = 0.0;  // of which the steps waited for after backward
+  int64_t bytes_sent = 0;                  // by this rank
 };
 
 TrainSummary train(const TrainConfig& config, const TrainOptions& options);

@@ -21,7 +21,10 @@ void augment_images(Batch& batch, uint64_t batch_seed, const AugmentOptions& opt
   Generator gen(batch_seed);
   for (int64_t i = 0; i < B; ++i) {
     // Two draws per image whatever the options, so image i's choices never depend on others.
-    gen.set_state({batch_seed, static_cast<uint64_t>(2 * i)});
+    // Keyed by the image's position in the whole batch, so a data-parallel shard of the batch
+    // gets the same crops and flips as the unsharded batch.
+    const int64_t pos = batch.positions.empty() ? i : batch.positions[static_cast<size_t>(i)];
+    gen.set_state({batch_seed, static_cast<uint64_t>(2 * pos)});
     const uint64_t r_crop = gen.next_u64();
     const uint64_t r_flip = gen.next_u64();
     const int64_t span = 2 * pad + 1;  // offsets 0 .. 2*pad into the padded image

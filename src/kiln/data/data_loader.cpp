@@ -84,14 +84,33 @@ struct DataLoader::Impl {
   bool paused = false;  // after a failed batch, until the next next() call asks for it again
   std::vector<std::thread> workers;
 
-  std::vector<int64_t> indices_of(int64_t b) const {
-    const int64_t lo = b * opt.batch_size, hi = std::min(n, lo + opt.batch_size);
-    return {order.begin() + lo, order.begin() + hi};
+  // The examples of batch b this loader hands out: all of it, or its shards when sharded.
+  struct Selection {
+    std::vector<int64_t> indices, positions, shard_sizes;
+  };
+  Selection indices_of(int64_t b) const {
+    const int64_t lo = b * opt.batch_size, hi = std::min(n, lo + opt.batch_size), count = hi - lo;
+    Selection sel;
+    if (opt.shards.empty()) {
+      sel.indices.assign(order.begin() + lo, order.begin() + hi);
+      return sel;
+    }
+    for (int64_t s : opt.shards) {
+      const int64_t first = s * count / opt.shard_count, last = (s + 1) * count / opt.shard_count;
+      for (int64_t p = first; p < last; ++p) {
+        sel.indices.push_back(order[static_cast<size_t>(lo + p)]);
+        sel.positions.push_back(p);
+      }
+      sel.shard_sizes.push_back(last - first);
+    }
+    return sel;
   }
 
-  Batch make(int64_t e, int64_t b, const std::vector<int64_t>& indices) const {
-    Batch out = dataset->get_batch(indices);
-    if (opt.transform) opt.transform(out, batch_seed(opt.seed, e, b));
+  Batch make(int64_t e, int64_t b, const Selection& sel) const {
+    Batch out = sel.indices.empty() ? Batch{} : dataset->get_batch(sel.indices);
+    out.positions = sel.positions;
+    out.shard_sizes = sel.shard_sizes;
+    if (opt.transform && !sel.indices.empty()) opt.transform(out, batch_seed(opt.seed, e, b));
     return out;
   }
 
@@ -115,7 +134,7 @@ struct DataLoader::Impl {
       const int64_t b = scheduled++;
       const int64_t e = epoch;
       const uint64_t gen = generation;
-      std::vector<int64_t> indices = indices_of(b);
+      Selection indices = indices_of(b);
       lk.unlock();
       Slot slot;
       try {
@@ -137,6 +156,10 @@ DataLoader::DataLoader(DatasetPtr dataset, LoaderOptions options) : dataset_(std
   KILN_CHECK(options.batch_size >= 1, "DataLoader: batch_size must be >= 1, got ", options.batch_size);
   KILN_CHECK(options.num_workers >= 0, "DataLoader: num_workers must be >= 0, got ", options.num_workers);
   KILN_CHECK(options.prefetch >= 1, "DataLoader: prefetch must be >= 1, got ", options.prefetch);
+  KILN_CHECK(options.shard_count >= 1, "DataLoader: shard_count must be >= 1, got ", options.shard_count);
+  for (int64_t s : options.shards)
+    KILN_CHECK_INDEX(s >= 0 && s < options.shard_count, "DataLoader: shard ", s, " is outside [0, ",
+                     options.shard_count, ")");
   impl_ = std::make_unique<Impl>();
   Impl& m = *impl_;
   m.dataset = dataset_;

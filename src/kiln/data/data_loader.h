@@ -19,6 +19,13 @@ struct LoaderOptions {
   int num_workers = 1;  // threads preparing batches ahead (0 = prepare in next())
   int prefetch = 2;     // batches prepared ahead per worker
   uint64_t seed = 0;
+  // Data-parallel sharding: every batch is cut into shard_count contiguous shards (shard s holds
+  // positions [s*n/S, (s+1)*n/S) of a batch of n examples) and this loader hands out only the
+  // listed shards, concatenated in the listed order (Batch::shard_sizes says where each ends).
+  // Empty `shards`: whole batches. The epoch order and augmentation do not depend on it, so the
+  // union over ranks of their shards is exactly the unsharded epoch.
+  int64_t shard_count = 1;
+  std::vector<int64_t> shards;
   // Optional per-batch transform (augmentation) applied in the worker, with a generator seeded
   // from (seed, epoch, batch index) so it is deterministic.
   std::function<void(Batch&, uint64_t batch_seed)> transform;

@@ -19,6 +19,10 @@ struct Batch {
   Tensor input;   // (B, ...) stacked inputs
   Tensor target;  // (B, ...) stacked targets
   std::vector<int64_t> indices;  // which dataset examples, in batch order
+  // Set by a sharded DataLoader: each example's position in its whole batch (empty: 0..B-1, the
+  // batch is whole) and the examples per shard, in order.
+  std::vector<int64_t> positions;
+  std::vector<int64_t> shard_sizes;
 };
 
 class Dataset {

@@ -1,0 +1,98 @@
+// Data-parallel training (dist.strategy = "ddp"): every rank holds the whole model, computes
+// gradients on its part of each global batch, and the ranks sum their gradients before each
+// optimiser step.
+//
+// Bitwise reproducibility. The global batch is cut into S data shards (S = dist.shards, default
+// the world size). The gradient of a step is defined as T(S) (tree_reduce.h) over the shards'
+// gradients, each shard's loss weighted by its share of the batch. Rank r of N computes shards
+// r, r + N, r + 2N, ... (L = S / N of them), sums them with T(L), and the ranks' partial sums
+// meet in the distributed T(N): the same expression as one process computing all S shards in
+// turn, so N ranks and one process with the same S give the same bits. S must be a power of two
+// or equal to N. Gradient accumulation folds each shard's micro-steps in order before the tree.
+//
+// Overlap. Gradients are packed, last layer first, into buckets of about dist.bucket_mb. During
+// the last backward of a step, a bucket's allreduce is posted as soon as its last gradient is
+// accumulated (autograd's grad-ready hook), so the communication thread sends early layers'
+// buckets while backward still computes the later ones (the overlap of PyTorch DDP / Poseidon).
+#pragma once
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "kiln/autograd/engine.h"
+#include "kiln/dist/communicator.h"
+#include "kiln/nn/module.h"
+
+namespace kiln::dist {
+
+struct DataParallelOptions {
+  int64_t shards = 0;              // S: data shards per global batch (0: the world size)
+  int64_t bucket_bytes = 1 << 20;  // gradient bytes per allreduce bucket
+};
+
+// One step's reduction, for the overlap figure: hidden = 1 - exposed / reduce.
+struct OverlapStats {
+  double reduce_seconds = 0.0;   // communication-thread time spent reducing the step's buckets
+  double exposed_seconds = 0.0;  // time the step waited for reductions after backward ended
+  int64_t buckets = 0;
+};
+
+class DataParallel {
+ public:
+  DataParallel(Communicator& comm, std::vector<Tensor> params, DataParallelOptions options = {});
+  ~DataParallel();
+
+  int64_t shard_count() const { return shards_; }
+  // The global shard ids this rank computes, in the order it computes them.
+  const std::vector<int64_t>& local_shards() const { return local_shards_; }
+  int64_t bucket_count() const { return static_cast<int64_t>(buckets_.size()); }
+
+  // Makes every rank's tensors equal to rank 0's (parameters and buffers at start). Blocking.
+  void broadcast_from_root(const std::vector<Tensor>& tensors);
+
+  // Around the backward of local shard j (index into local_shards()). first_micro: the first
+  // accumulation micro-step of this optimiser step (the shard's accumulator restarts). last: the
+  // last backward before the optimiser step; its buckets are reduced while it runs, and
+  // end_backward() returns with every parameter's .grad set to the step's summed gradient. An
+  // empty shard calls the pair with no backward between (it contributes zeros).
+  void begin_backward(int64_t j, bool first_micro, bool last);
+  void end_backward();
+
+  const OverlapStats& last_step() const { return stats_; }
+
+ private:
+  struct Param {
+    Tensor tensor;
+    int64_t offset = 0, numel = 0, bucket = 0;
+  };
+  struct Bucket {
+    int64_t lo = 0, hi = 0;  // element range in the flat gradient
+    int64_t params = 0;      // parameters in it
+    int64_t pending = 0;     // still waiting for their gradient in the last backward
+    WorkHandle work;
+  };
+  void take_gradient(Param& p, bool from_hook);
+  void launch_ready_buckets();
+  void finish_step();
+
+  Communicator& comm_;
+  int64_t shards_ = 1;
+  std::vector<int64_t> local_shards_;
+  std::vector<Param> params_;  // in bucket order: the model's last parameters first
+  std::unordered_map<const TensorImpl*, size_t> index_;
+  std::vector<Bucket> buckets_;
+  std::vector<Tensor> acc_;  // (numel_total) f32 per local shard: its gradients, accumulated
+  std::vector<bool> taken_;  // per parameter, in the current backward
+  int64_t current_ = 0;
+  bool first_micro_ = true, last_backward_ = false;
+  size_t next_launch_ = 0;
+  std::unique_ptr<autograd::GradReadyHookGuard> hook_;
+  OverlapStats stats_;
+};
+
+// Gives every Dropout in `model` the random stream numbered `stream` (a data shard's own), so a
+// shard draws the same masks whichever rank computes it.
+void set_dropout_stream(nn::Module& model, uint64_t stream);
+
+}  // namespace kiln::dist
