@@ -16,6 +16,16 @@ struct TrainArgs {
 };
 int run_train(const TrainArgs& args);
 
+// kiln launch -n N [--hostfile F] [--mpi-arg A]... -- COMMAND...: runs `kiln COMMAND` on N ranks
+// through mpirun.
+struct LaunchArgs {
+  int ranks = 2;
+  std::string hostfile;
+  std::vector<std::string> mpi_args;
+  std::vector<std::string> command;
+};
+int run_launch(const LaunchArgs& args);
+
 struct EvalArgs {
   std::string checkpoint;
   std::string data = "fashion-mnist:test";  // or text:test for text models

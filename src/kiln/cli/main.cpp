@@ -3,7 +3,9 @@
 #include <malloc.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <string>
 
 #include "kiln/cli/commands.h"
@@ -42,6 +44,13 @@ int main(int argc, char** argv) {
   t->add_option("--set", train.overrides, "override a config key: --set optim.lr=0.01 (repeatable)");
   t->add_option("--out", train.out_dir, "run directory for checkpoints and metrics")->capture_default_str();
   t->add_flag("--resume", train.resume, "continue from the run directory's checkpoint");
+
+  kiln::cli::LaunchArgs launch;
+  auto* ln = app.add_subcommand("launch", "Run a kiln command on N MPI ranks: kiln launch -n 2 -- train CONFIG");
+  ln->add_option("-n,--ranks", launch.ranks, "number of ranks")->capture_default_str()->check(CLI::PositiveNumber);
+  ln->add_option("--hostfile", launch.hostfile, "mpirun hostfile (default: all ranks on this machine)");
+  ln->add_option("--mpi-arg", launch.mpi_args, "extra mpirun argument (repeatable)");
+  ln->add_option("command", launch.command, "the kiln command and its arguments, after --")->required();
 
   kiln::cli::EvalArgs eval;
   auto* e = app.add_subcommand("eval", "Evaluate a checkpoint: JSON with accuracy and loss");
@@ -114,6 +123,7 @@ int main(int argc, char** argv) {
   auto run_command = [&]() -> int {
     if (t->parsed()) return kiln::cli::run_train(train);
     if (e->parsed()) return kiln::cli::run_eval(eval);
+    if (ln->parsed()) return kiln::cli::run_launch(launch);
     if (bt->parsed()) return kiln::cli::run_bench_train(bench);
     if (bi->parsed()) return kiln::cli::run_bench_infer(infer);
     if (tk->parsed()) return kiln::cli::run_tune_kernels(tune);
@@ -133,6 +143,9 @@ int main(int argc, char** argv) {
     // and ends the job.
     if (kiln::dist::launched_by_mpi()) {
       std::fflush(nullptr);
+      // Peers failing the same start-up check reach it within milliseconds; a short grace lets
+      // them print their own error before mpirun, seeing this exit, kills them.
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
       std::_Exit(1);
     }
     return 1;

@@ -1,0 +1,189 @@
+// Data-parallel training end to end: real `kiln train` processes under mpirun on real
+// Fashion-MNIST. N ranks must give the bits of one process with the same data shards; bad
+// launches must fail on every rank; a killed rank must end the job quickly and a resumed run
+// must finish where an uninterrupted one does.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "kiln/io/checkpoint.h"
+
+namespace kiln {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int rc = -1;
+  std::string out;
+};
+
+Result run(const std::string& cmd) {
+  Result r;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) r.out.append(buf, n);
+  int status = pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  return r;
+}
+
+const std::string kKiln = KILN_BINARY_DIR "/kiln";
+const std::string kMnist = KILN_SOURCE_DIR "/examples/fashion_mlp.toml";
+const std::string kCnn = KILN_SOURCE_DIR "/examples/fashion_cnn.toml";
+
+std::string mpirun(int ranks) { return "mpirun --oversubscribe --bind-to none -np " + std::to_string(ranks) + " "; }
+
+std::string out_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("kiln_ddp_" + std::to_string(getpid())) / name;
+  fs::remove_all(d);
+  return d.string();
+}
+
+// Every model and optimiser tensor bit for bit; names the first that differs.
+void expect_same_bits(const std::string& a_dir, const std::string& b_dir) {
+  io::Checkpoint a = io::load_checkpoint(a_dir + "/checkpoint.safetensors");
+  io::Checkpoint b = io::load_checkpoint(b_dir + "/checkpoint.safetensors");
+  EXPECT_EQ(a.state.step, b.state.step);
+  for (auto maps : {std::make_pair(&a.model, &b.model), std::make_pair(&a.optim, &b.optim)}) {
+    ASSERT_EQ(maps.first->size(), maps.second->size());
+    for (auto& [name, t] : *maps.first) {
+      const Tensor& u = maps.second->at(name);
+      ASSERT_EQ(t.numel(), u.numel()) << name;
+      const size_t bytes = static_cast<size_t>(t.numel()) * element_size(t.dtype());
+      EXPECT_EQ(0, std::memcmp(t.raw_data(), u.raw_data(), bytes)) << name << " differs: " << a_dir << " vs " << b_dir;
+    }
+  }
+}
+
+const std::string kShort = " --set train.eval_batches=1 --set data.workers=0";
+
+void check_equal_to_one_process(const std::string& config, const std::string& name, int steps,
+                                const std::string& extra) {
+  const std::string common = kShort + " --set train.max_steps=" + std::to_string(steps) + " --set dist.shards=4" + extra;
+  // The single process uses both cores; each rank one: thread counts do not change results.
+  std::string one = out_dir(name + "_1");
+  Result r1 = run(kKiln + " train " + config + " --out " + one + common + " --set threads=2");
+  ASSERT_EQ(r1.rc, 0) << r1.out;
+  for (int ranks : {2, 4}) {
+    std::string dir = out_dir(name + "_" + std::to_string(ranks));
+    Result r = run(mpirun(ranks) + kKiln + " train " + config + " --out " + dir + common +
+                   " --set threads=1 --set dist.strategy=ddp");
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("\"world_size\":" + std::to_string(ranks)), std::string::npos) << r.out;
+    expect_same_bits(one, dir);
+  }
+}
+
+TEST(DataParallel, MlpOnTwoAndFourRanksEqualsOneProcessBitwise) {
+  check_equal_to_one_process(kMnist, "mlp", 50, "");
+}
+
+TEST(DataParallel, CnnOnTwoAndFourRanksEqualsOneProcessBitwise) {
+  check_equal_to_one_process(kCnn, "cnn", 50, "");
+}
+
+TEST(DataParallel, WithAccumulationDropoutAndAugmentation) {
+  check_equal_to_one_process(kMnist, "mlp_accum", 20,
+                             " --set optim.grad_accum=2 --set model.dropout=0.2 --set data.augment=true");
+}
+
+void expect_error_on_every_rank(const Result& r, int ranks, const std::string& text) {
+  EXPECT_NE(r.rc, 0) << r.out;
+  for (int k = 0; k < ranks; ++k) {
+    std::string line = "[rank " + std::to_string(k) + "/" + std::to_string(ranks) + "] kiln: error: ";
+    size_t at = r.out.find(line);
+    EXPECT_NE(at, std::string::npos) << "no error from rank " << k << ":\n" << r.out;
+  }
+  EXPECT_NE(r.out.find(text), std::string::npos) << r.out;
+}
+
+TEST(DataParallel, WorldSizeThatDoesNotFitTheShards) {
+  Result r = run(mpirun(3) + kKiln + " train " + kMnist + " --out " + out_dir("bad_np") + kShort +
+                 " --set dist.strategy=ddp --set dist.shards=4");
+  expect_error_on_every_rank(r, 3, "dist.shards = 4 cannot be split over 3 ranks");
+}
+
+TEST(DataParallel, SeveralRanksWithoutAStrategy) {
+  Result r = run(mpirun(2) + kKiln + " train " + kMnist + " --out " + out_dir("no_strategy") + kShort);
+  expect_error_on_every_rank(r, 2, "launched with 2 ranks but dist.strategy is 'none'");
+}
+
+TEST(DataParallel, RanksWithDifferentConfigs) {
+  const std::string base = kKiln + " train " + kMnist + " --out " + out_dir("mismatch") + kShort +
+                           " --set dist.strategy=ddp";
+  Result r = run("mpirun --oversubscribe --bind-to none -np 1 " + base + " : -np 1 " + base + " --set optim.lr=0.002");
+  expect_error_on_every_rank(r, 2, "line 31: 'lr = 0.002' here vs 'lr = 0.001' on rank 0");
+}
+
+// The pid of the process with OMPI_COMM_WORLD_RANK=rank among mpirun's children.
+pid_t find_rank(pid_t mpirun_pid, int rank) {
+  const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string comm, state;
+    long self = 0, ppid = 0;
+    if (!(stat >> self >> comm >> state >> ppid) || ppid != mpirun_pid) continue;
+    std::ifstream env(e.path() / "environ");
+    std::string var;
+    while (std::getline(env, var, '\0'))
+      if (var == want) return static_cast<pid_t>(self);
+  }
+  return -1;
+}
+
+TEST(DataParallel, KilledRankEndsTheJobAndResumeMatchesAnUninterruptedRun) {
+  const std::string args = " train " + kCnn + kShort +
+                           " --set threads=1 --set dist.strategy=ddp --set train.max_steps=120 "
+                           "--set train.checkpoint_every=10";
+  const std::string full = out_dir("fault_full"), cut = out_dir("fault_cut");
+  Result ref = run(mpirun(2) + kKiln + args + " --out " + full);
+  ASSERT_EQ(ref.rc, 0) << ref.out;
+
+  const std::string log = out_dir("fault_log") + ".txt";
+  fs::create_directories(fs::path(log).parent_path());
+  pid_t job = fork();
+  if (job == 0) {
+    FILE* f = freopen(log.c_str(), "w", stdout);
+    dup2(fileno(f), 2);
+    std::string cmd = "exec " + mpirun(2) + kKiln + args + " --out " + cut;
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+    _exit(127);
+  }
+  // Mid-run: once the first checkpoint exists.
+  auto start = std::chrono::steady_clock::now();
+  while (!fs::exists(cut + "/checkpoint.safetensors") && std::chrono::steady_clock::now() - start < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  pid_t victim = find_rank(job, 1);
+  ASSERT_GT(victim, 0) << "rank 1 not found";
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  auto killed = std::chrono::steady_clock::now();
+  int status = 0;
+  while (waitpid(job, &status, WNOHANG) == 0 && std::chrono::steady_clock::now() - killed < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  std::ifstream in(log);
+  std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::printf("job ended %.2f s after rank 1 was killed\n", seconds);
+  EXPECT_LT(seconds, 30.0) << out;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << out;
+  EXPECT_NE(out.find("rank 1"), std::string::npos) << "the message must name the lost rank:\n" << out;
+  io::Checkpoint at_kill = io::load_checkpoint(cut + "/checkpoint.safetensors");
+  EXPECT_LT(at_kill.state.step, 120) << "the job finished before the kill; nothing was tested";
+
+  Result resumed = run(mpirun(2) + kKiln + args + " --out " + cut + " --resume");
+  ASSERT_EQ(resumed.rc, 0) << resumed.out;
+  expect_same_bits(full, cut);
+}
+
+}  // namespace
+}  // namespace kiln
