@@ -64,8 +64,10 @@ struct TrainConfig {
   struct Dist {
     std::string strategy = "none";  // none | ddp
     int64_t shards = 0;             // ddp: data shards per global batch (0: the world size)
-    double bucket_mb = 1.0;         // ddp: gradient megabytes per allreduce bucket
+    double bucket_mb = 0.25;        // ddp: gradient megabytes per allreduce bucket
+    bool overlap = true;            // ddp: reduce buckets while backward runs (false: after it)
     double timeout_s = 300.0;       // a collective waiting longer than this ends the job
+    bool timeline = false;          // ddp: each rank writes ddp_timeline.rank<R>.csv (step timings)
   } dist;
 
   struct Sample {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "kiln/autograd/engine.h"
@@ -120,7 +121,7 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   nn::ModulePtr model = nn::make_model(task.spec, c.seed);
   auto optimizer = make_optimizer(c, model->parameters());
   dist::DataParallel dp(comm, model->parameters(),
-                        {c.dist.shards, static_cast<int64_t>(c.dist.bucket_mb * (1 << 20))});
+                        {c.dist.shards, static_cast<int64_t>(c.dist.bucket_mb * (1 << 20)), c.dist.overlap});
   // Sharded: each batch is cut into data shards whose gradients meet in the fixed tree, and each
   // shard draws its own dropout stream. One process with one shard trains exactly as before.
   const bool sharded = dp.shard_count() > 1;
@@ -199,6 +200,14 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   summary.checkpoint = ckpt_file;
   summary.world_size = comm.size();
   double reduce_seconds = 0, exposed_seconds = 0;
+  // Per-step timings for bench/ddp_overlap.sh: when backward ended and when the step's gradient
+  // reduction completed, on a clock shared by the ranks of one machine.
+  std::optional<std::ofstream> timeline;
+  if (c.dist.timeline) {
+    timeline.emplace(opt.out_dir + "/ddp_timeline.rank" + std::to_string(comm.rank()) + ".csv");
+    *timeline << "step,backward_end_s,reduced_s\n";
+    timeline->precision(17);
+  }
   const int64_t bytes_at_start = comm.stats().bytes_sent;
   model->train();
   bool stop = c.train.max_steps > 0 && state.step >= c.train.max_steps, ran_epoch = false;
@@ -254,6 +263,7 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
         micro = 0;
         reduce_seconds += dp.last_step().reduce_seconds;
         exposed_seconds += dp.last_step().exposed_seconds;
+        if (timeline) *timeline << state.step << ',' << dp.last_step().backward_end << ',' << dp.last_step().reduced << '\n';
         if (c.optim.grad_clip > 0) optim::clip_grad_norm(optimizer->params(), c.optim.grad_clip);
         optimizer->set_lr(schedule->lr_at(state.step));
         optimizer->step();

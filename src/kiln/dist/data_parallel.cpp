@@ -15,6 +15,7 @@ DataParallel::DataParallel(Communicator& comm, std::vector<Tensor> params, DataP
     : comm_(comm) {
   const int n = comm.size();
   shards_ = options.shards > 0 ? options.shards : n;
+  overlap_ = options.overlap;
   KILN_CHECK(shards_ % n == 0, "ddp: dist.shards = ", shards_, " cannot be split over ", n,
              " ranks\nhelp: use a world size that divides dist.shards");
   KILN_CHECK(is_power_of_two(shards_) || shards_ == n, "ddp: dist.shards = ", shards_,
@@ -71,6 +72,7 @@ void DataParallel::begin_backward(int64_t j, bool first_micro, bool last) {
   if (!last) return;
   next_launch_ = 0;
   for (auto& b : buckets_) b.pending = b.params;
+  if (!overlap_) return;
   hook_ = std::make_unique<autograd::GradReadyHookGuard>([this](const Tensor& leaf) {
     auto it = index_.find(&leaf.impl());
     if (it != index_.end()) take_gradient(params_[it->second], true);
@@ -112,6 +114,7 @@ void DataParallel::launch_ready_buckets() {
 }
 
 void DataParallel::end_backward() {
+  backward_returned_ = std::chrono::steady_clock::now();
   for (auto& p : params_) take_gradient(p, false);
   if (!last_backward_) return;
   hook_.reset();
@@ -121,14 +124,20 @@ void DataParallel::end_backward() {
 }
 
 void DataParallel::finish_step() {
-  auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = backward_returned_;
+  auto seconds_since_boot = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(t.time_since_epoch()).count();
+  };
   stats_ = OverlapStats{};
   for (auto& b : buckets_) {
     b.work->wait();
     stats_.reduce_seconds += b.work->busy_seconds();
     b.work.reset();
   }
-  stats_.exposed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto t1 = std::chrono::steady_clock::now();
+  stats_.exposed_seconds = std::chrono::duration<double>(t1 - t0).count();
+  stats_.backward_end = seconds_since_boot(t0);
+  stats_.reduced = seconds_since_boot(t1);
   stats_.buckets = static_cast<int64_t>(buckets_.size());
   // The summed gradient stays in acc_[0]; .grad views it (the optimiser and clipping may write
   // it in place: acc_[0] is overwritten at the next step's first micro-step anyway).
@@ -145,3 +154,4 @@ void set_dropout_stream(nn::Module& model, uint64_t stream) {
 }
 
 }  // namespace kiln::dist
+

@@ -16,6 +16,7 @@
 // buckets while backward still computes the later ones (the overlap of PyTorch DDP / Poseidon).
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -28,7 +29,8 @@ namespace kiln::dist {
 
 struct DataParallelOptions {
   int64_t shards = 0;              // S: data shards per global batch (0: the world size)
-  int64_t bucket_bytes = 1 << 20;  // gradient bytes per allreduce bucket
+  int64_t bucket_bytes = 1 << 18;  // gradient bytes per allreduce bucket
+  bool overlap = true;             // false: reduce only after backward ends (the baseline for overlap)
 };
 
 // One step's reduction, for the overlap figure: hidden = 1 - exposed / reduce.
@@ -36,6 +38,10 @@ struct OverlapStats {
   double reduce_seconds = 0.0;   // communication-thread time spent reducing the step's buckets
   double exposed_seconds = 0.0;  // time the step waited for reductions after backward ended
   int64_t buckets = 0;
+  // steady_clock (CLOCK_MONOTONIC) seconds when the last backward ended and when the reduction
+  // was complete: comparable between the ranks of one machine, which is how the overlap
+  // benchmark separates communication from load imbalance between ranks.
+  double backward_end = 0.0, reduced = 0.0;
 };
 
 class DataParallel {
@@ -78,6 +84,7 @@ class DataParallel {
 
   Communicator& comm_;
   int64_t shards_ = 1;
+  bool overlap_ = true;
   std::vector<int64_t> local_shards_;
   std::vector<Param> params_;  // in bucket order: the model's last parameters first
   std::unordered_map<const TensorImpl*, size_t> index_;
@@ -88,6 +95,7 @@ class DataParallel {
   bool first_micro_ = true, last_backward_ = false;
   size_t next_launch_ = 0;
   std::unique_ptr<autograd::GradReadyHookGuard> hook_;
+  std::chrono::steady_clock::time_point backward_returned_;
   OverlapStats stats_;
 };
 

@@ -7,12 +7,12 @@ namespace kiln::dist {
 void wait_request(Transport::Request& r) {
   // Spinning keeps latency low for the small messages of a step; after that, sleep so the rank's
   // compute threads (which share the cores) are not slowed by a thread that only waits.
-  for (int i = 0; i < 200; ++i)
+  for (int i = 0; i < 2000; ++i)
     if (r.test()) return;
   auto nap = std::chrono::microseconds(2);
   while (!r.test()) {
     std::this_thread::sleep_for(nap);
-    if (nap < std::chrono::microseconds(50)) nap *= 2;
+    if (nap < std::chrono::microseconds(16)) nap *= 2;
   }
 }
 
