@@ -33,6 +33,7 @@ int run_train(const TrainArgs& args) {
     j["allreduce_hidden_fraction"] =
         s.allreduce_seconds > 0 ? 1.0 - s.allreduce_exposed_seconds / s.allreduce_seconds : 0.0;
     j["bytes_sent_rank0"] = s.bytes_sent;
+    j["bytes_sent_per_step_rank0"] = s.steps > 0 ? s.bytes_sent / s.steps : 0;
   }
   if (!dist::launched_by_mpi() || dist::world().rank() == 0) std::printf("%s\n", j.dump().c_str());
   return 0;

@@ -61,6 +61,8 @@ std::vector<Field> schema(TrainConfig& c) {
       {"dist.shards", &c.dist.shards},
       {"dist.bucket_mb", &c.dist.bucket_mb},
       {"dist.overlap", &c.dist.overlap},
+      {"dist.compression", &c.dist.compression},
+      {"dist.topk_ratio", &c.dist.topk_ratio},
       {"dist.timeout_s", &c.dist.timeout_s},
       {"dist.timeline", &c.dist.timeline},
       {"sample.tokens", &c.sample.tokens},
@@ -180,6 +182,9 @@ void validate(const TrainConfig& c, const std::string& origin) {
   }
   one_of(c.optim.name, {"sgd", "adam", "adamw"}, "optim.name");
   one_of(c.dist.strategy, {"none", "ddp"}, "dist.strategy");
+  one_of(c.dist.compression, {"none", "topk", "int8"}, "dist.compression");
+  KILN_CHECK(c.dist.topk_ratio > 0 && c.dist.topk_ratio <= 1, origin,
+             ": config key 'dist.topk_ratio' must be in (0, 1], got ", c.dist.topk_ratio);
   KILN_CHECK(c.dist.shards >= 0, origin, ": config key 'dist.shards' must be >= 0, got ", c.dist.shards);
   KILN_CHECK(c.dist.shards <= c.data.batch_size, origin, ": config key 'dist.shards' (", c.dist.shards,
              ") must not exceed data.batch_size (", c.data.batch_size, "): every shard needs examples");

@@ -66,6 +66,8 @@ struct TrainConfig {
     int64_t shards = 0;             // ddp: data shards per global batch (0: the world size)
     double bucket_mb = 0.25;        // ddp: gradient megabytes per allreduce bucket
     bool overlap = true;            // ddp: reduce buckets while backward runs (false: after it)
+    std::string compression = "none";  // ddp: none | topk | int8 (with error feedback)
+    double topk_ratio = 0.01;          // ddp topk: fraction of each bucket's values sent
     double timeout_s = 300.0;       // a collective waiting longer than this ends the job
     bool timeline = false;          // ddp: each rank writes ddp_timeline.rank<R>.csv (step timings)
   } dist;

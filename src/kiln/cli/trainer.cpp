@@ -121,7 +121,8 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   nn::ModulePtr model = nn::make_model(task.spec, c.seed);
   auto optimizer = make_optimizer(c, model->parameters());
   dist::DataParallel dp(comm, model->parameters(),
-                        {c.dist.shards, static_cast<int64_t>(c.dist.bucket_mb * (1 << 20)), c.dist.overlap});
+                        {c.dist.shards, static_cast<int64_t>(c.dist.bucket_mb * (1 << 20)), c.dist.overlap,
+                         c.dist.compression, c.dist.topk_ratio});
   // Sharded: each batch is cut into data shards whose gradients meet in the fixed tree, and each
   // shard draws its own dropout stream. One process with one shard trains exactly as before.
   const bool sharded = dp.shard_count() > 1;

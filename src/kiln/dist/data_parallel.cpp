@@ -16,6 +16,7 @@ DataParallel::DataParallel(Communicator& comm, std::vector<Tensor> params, DataP
   const int n = comm.size();
   shards_ = options.shards > 0 ? options.shards : n;
   overlap_ = options.overlap;
+  compressor_ = make_compressor(options.compression, options.topk_ratio);
   KILN_CHECK(shards_ % n == 0, "ddp: dist.shards = ", shards_, " cannot be split over ", n,
              " ranks\nhelp: use a world size that divides dist.shards");
   KILN_CHECK(is_power_of_two(shards_) || shards_ == n, "ddp: dist.shards = ", shards_,
@@ -109,7 +110,10 @@ void DataParallel::launch_ready_buckets() {
     std::vector<void*> leaves;
     for (auto& a : acc_) leaves.push_back(a.data<float>() + b.lo);
     tree_reduce(leaves, n, DType::f32);  // this rank's shards: T(L), into acc_[0]
-    b.work = comm_.allreduce(acc_[0].as_strided({n}, {1}, b.lo), ReduceOp::sum);
+    if (compressor_)
+      compressor_->post(comm_, static_cast<int64_t>(next_launch_ - 1), acc_[0].data<float>() + b.lo, n);
+    else
+      b.work = comm_.allreduce(acc_[0].as_strided({n}, {1}, b.lo), ReduceOp::sum);
   }
 }
 
@@ -129,7 +133,13 @@ void DataParallel::finish_step() {
     return std::chrono::duration<double>(t.time_since_epoch()).count();
   };
   stats_ = OverlapStats{};
-  for (auto& b : buckets_) {
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    Bucket& b = buckets_[i];
+    if (compressor_) {
+      stats_.reduce_seconds +=
+          compressor_->finish(static_cast<int64_t>(i), acc_[0].data<float>() + b.lo, b.hi - b.lo);
+      continue;
+    }
     b.work->wait();
     stats_.reduce_seconds += b.work->busy_seconds();
     b.work.reset();

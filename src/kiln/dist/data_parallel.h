@@ -10,6 +10,9 @@
 // turn, so N ranks and one process with the same S give the same bits. S must be a power of two
 // or equal to N. Gradient accumulation folds each shard's micro-steps in order before the tree.
 //
+// Compression (dist.compression = topk | int8) replaces each bucket's allreduce with a
+// compressed exchange (compression.h); the result is then no longer the bits of one process.
+//
 // Overlap. Gradients are packed, last layer first, into buckets of about dist.bucket_mb. During
 // the last backward of a step, a bucket's allreduce is posted as soon as its last gradient is
 // accumulated (autograd's grad-ready hook), so the communication thread sends early layers'
@@ -23,6 +26,7 @@
 
 #include "kiln/autograd/engine.h"
 #include "kiln/dist/communicator.h"
+#include "kiln/dist/compression.h"
 #include "kiln/nn/module.h"
 
 namespace kiln::dist {
@@ -31,6 +35,8 @@ struct DataParallelOptions {
   int64_t shards = 0;              // S: data shards per global batch (0: the world size)
   int64_t bucket_bytes = 1 << 18;  // gradient bytes per allreduce bucket
   bool overlap = true;             // false: reduce only after backward ends (the baseline for overlap)
+  std::string compression = "none";  // none | topk | int8 (compression.h)
+  double topk_ratio = 0.01;
 };
 
 // One step's reduction, for the overlap figure: hidden = 1 - exposed / reduce.
@@ -95,6 +101,7 @@ class DataParallel {
   bool first_micro_ = true, last_backward_ = false;
   size_t next_launch_ = 0;
   std::unique_ptr<autograd::GradReadyHookGuard> hook_;
+  std::unique_ptr<GradientCompressor> compressor_;  // null: dense allreduce
   std::chrono::steady_clock::time_point backward_returned_;
   OverlapStats stats_;
 };
