@@ -26,12 +26,14 @@ int run_train(const TrainArgs& args) {
                       {s.unit == "tokens" ? "tokens_per_s" : "images_per_s", s.rate},
                       {"checkpoint", s.checkpoint},
                       {"seconds", s.seconds}};
-  if (s.world_size > 1) {
-    j["world_size"] = s.world_size;
+  if (s.world_size > 1) j["world_size"] = s.world_size;
+  if (s.allreduce_seconds > 0) {
     j["allreduce_seconds"] = s.allreduce_seconds;
     j["allreduce_exposed_seconds"] = s.allreduce_exposed_seconds;
     j["allreduce_hidden_fraction"] =
         s.allreduce_seconds > 0 ? 1.0 - s.allreduce_exposed_seconds / s.allreduce_seconds : 0.0;
+  }
+  if (s.world_size > 1) {
     j["bytes_sent_rank0"] = s.bytes_sent;
     j["bytes_sent_per_step_rank0"] = s.steps > 0 ? s.bytes_sent / s.steps : 0;
   }

@@ -63,8 +63,13 @@ std::vector<Field> schema(TrainConfig& c) {
       {"dist.overlap", &c.dist.overlap},
       {"dist.compression", &c.dist.compression},
       {"dist.topk_ratio", &c.dist.topk_ratio},
+      {"dist.topk_warmup_steps", &c.dist.topk_warmup_steps},
       {"dist.timeout_s", &c.dist.timeout_s},
       {"dist.timeline", &c.dist.timeline},
+      {"dist.rounds", &c.dist.rounds},
+      {"dist.local_epochs", &c.dist.local_epochs},
+      {"dist.partition", &c.dist.partition},
+      {"dist.noniid_fraction", &c.dist.noniid_fraction},
       {"sample.tokens", &c.sample.tokens},
       {"sample.temperature", &c.sample.temperature},
       {"sample.top_k", &c.sample.top_k},
@@ -181,10 +186,17 @@ void validate(const TrainConfig& c, const std::string& origin) {
                                     "' (expected one of ", list, ")"));
   }
   one_of(c.optim.name, {"sgd", "adam", "adamw"}, "optim.name");
-  one_of(c.dist.strategy, {"none", "ddp"}, "dist.strategy");
+  one_of(c.dist.strategy, {"none", "ddp", "fedavg"}, "dist.strategy");
+  one_of(c.dist.partition, {"iid", "noniid"}, "dist.partition");
+  check_positive(c.dist.rounds, "dist.rounds");
+  check_positive(c.dist.local_epochs, "dist.local_epochs");
+  KILN_CHECK(c.dist.noniid_fraction >= 0 && c.dist.noniid_fraction <= 1, origin,
+             ": config key 'dist.noniid_fraction' must be in [0, 1], got ", c.dist.noniid_fraction);
   one_of(c.dist.compression, {"none", "topk", "int8"}, "dist.compression");
   KILN_CHECK(c.dist.topk_ratio > 0 && c.dist.topk_ratio <= 1, origin,
              ": config key 'dist.topk_ratio' must be in (0, 1], got ", c.dist.topk_ratio);
+  KILN_CHECK(c.dist.topk_warmup_steps >= 0, origin, ": config key 'dist.topk_warmup_steps' must be >= 0, got ",
+             c.dist.topk_warmup_steps);
   KILN_CHECK(c.dist.shards >= 0, origin, ": config key 'dist.shards' must be >= 0, got ", c.dist.shards);
   KILN_CHECK(c.dist.shards <= c.data.batch_size, origin, ": config key 'dist.shards' (", c.dist.shards,
              ") must not exceed data.batch_size (", c.data.batch_size, "): every shard needs examples");

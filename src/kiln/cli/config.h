@@ -62,13 +62,18 @@ struct TrainConfig {
   // Distributed training (docs/notes/distributed.md). Under mpirun every rank reads the same
   // config; the ranks check at start that they agree.
   struct Dist {
-    std::string strategy = "none";  // none | ddp
+    std::string strategy = "none";  // none | ddp | fedavg
     int64_t shards = 0;             // ddp: data shards per global batch (0: the world size)
     double bucket_mb = 0.25;        // ddp: gradient megabytes per allreduce bucket
     bool overlap = true;            // ddp: reduce buckets while backward runs (false: after it)
     std::string compression = "none";  // ddp: none | topk | int8 (with error feedback)
     double topk_ratio = 0.01;          // ddp topk: fraction of each bucket's values sent
+    int64_t topk_warmup_steps = 0;     // ddp topk: density falls from 25% to topk_ratio over these steps
     double timeout_s = 300.0;       // a collective waiting longer than this ends the job
+    int64_t rounds = 20;             // fedavg: averaging rounds
+    int64_t local_epochs = 1;        // fedavg: epochs over the client's data per round
+    std::string partition = "iid";   // fedavg: iid | noniid (each client mostly two classes)
+    double noniid_fraction = 0.8;    // fedavg noniid: share of a client's data from its two classes
     bool timeline = false;          // ddp: each rank writes ddp_timeline.rank<R>.csv (step timings)
   } dist;
 

@@ -31,14 +31,14 @@
 
 namespace kiln::cli {
 
-namespace {
-
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::vector<Tensor> params) {
   if (c.optim.name == "sgd")
     return optim::make_sgd(std::move(params), {c.optim.lr, c.optim.momentum, c.optim.weight_decay, c.optim.nesterov});
   optim::AdamOptions a{c.optim.lr, c.optim.beta1, c.optim.beta2, c.optim.eps, c.optim.weight_decay};
   return c.optim.name == "adamw" ? optim::make_adamw(std::move(params), a) : optim::make_adam(std::move(params), a);
 }
+
+namespace {
 
 std::unique_ptr<optim::LrSchedule> make_schedule(const TrainConfig& c, int64_t total_steps) {
   if (c.schedule.name == "step") return optim::step_lr(c.optim.lr, c.schedule.step_size, c.schedule.gamma);
@@ -96,12 +96,15 @@ int64_t global_batch_size(const data::DataLoader& loader, int64_t b, int64_t bat
 }
 }  // namespace
 
+TrainSummary train_fedavg(const TrainConfig& c, const TrainOptions& opt, dist::Communicator& comm);  // train_fedavg.cpp
+
 TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   auto wall_start = std::chrono::steady_clock::now();
   dist::Communicator& comm = communicator_for(c);
   const bool root = comm.rank() == 0;
   dist::Work::set_default_timeout(std::chrono::milliseconds(static_cast<int64_t>(c.dist.timeout_s * 1000)));
   dist::check_same_text(comm, to_toml(c), "config");
+  if (c.dist.strategy == "fedavg") return train_fedavg(c, opt, comm);
   set_num_threads(static_cast<int>(c.threads));
   manual_seed(c.seed);
   std::filesystem::create_directories(opt.out_dir);
@@ -122,7 +125,7 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   auto optimizer = make_optimizer(c, model->parameters());
   dist::DataParallel dp(comm, model->parameters(),
                         {c.dist.shards, static_cast<int64_t>(c.dist.bucket_mb * (1 << 20)), c.dist.overlap,
-                         c.dist.compression, c.dist.topk_ratio});
+                         c.dist.compression, c.dist.topk_ratio, c.dist.topk_warmup_steps});
   // Sharded: each batch is cut into data shards whose gradients meet in the fixed tree, and each
   // shard draws its own dropout stream. One process with one shard trains exactly as before.
   const bool sharded = dp.shard_count() > 1;

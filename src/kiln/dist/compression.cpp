@@ -33,6 +33,7 @@ class FeedbackCompressor : public GradientCompressor {
     std::vector<float> residual;
     Tensor mine, all;  // this rank's message (bytes) and every rank's, concatenated
     WorkHandle work;
+    int64_t exchanges = 0;  // completed exchanges of this bucket
   };
   State& state(int64_t id, int64_t n) {
     State& s = states_[id];
@@ -51,13 +52,21 @@ class FeedbackCompressor : public GradientCompressor {
 
 class TopK : public FeedbackCompressor {
  public:
-  explicit TopK(double ratio) : ratio_(ratio) {}
+  TopK(double ratio, int64_t warmup) : ratio_(ratio), warmup_(warmup) {}
   std::string name() const override { return "topk"; }
-  int64_t k_of(int64_t n) const { return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(ratio_ * n)), 1, n); }
+  // Sparsity warm-up (Lin et al. 2018, "Deep Gradient Compression"): the density falls
+  // exponentially from 25% to the target over the first `warmup` exchanges of each bucket, so the
+  // large early gradients are not starved while the residuals are still small.
+  int64_t k_of(int64_t n, int64_t exchange) const {
+    double ratio = ratio_;
+    if (exchange < warmup_ && ratio_ < 0.25)
+      ratio = 0.25 * std::pow(ratio_ / 0.25, static_cast<double>(exchange) / static_cast<double>(warmup_));
+    return std::clamp<int64_t>(static_cast<int64_t>(std::ceil(ratio * static_cast<double>(n))), 1, n);
+  }
 
   void post(Communicator& comm, int64_t id, float* data, int64_t n) override {
     State& s = state(id, n);
-    const int64_t k = k_of(n);
+    const int64_t k = k_of(n, s.exchanges);
     // v = gradient + residual; send its k largest entries, keep the rest as the new residual.
     for (int64_t i = 0; i < n; ++i) s.residual[static_cast<size_t>(i)] += data[i];
     std::vector<int32_t> order(static_cast<size_t>(n));
@@ -82,7 +91,7 @@ class TopK : public FeedbackCompressor {
   double finish(int64_t id, float* data, int64_t n) override {
     State& s = states_.at(id);
     s.work->wait();
-    const int64_t k = k_of(n);
+    const int64_t k = k_of(n, s.exchanges++);
     std::fill(data, data + n, 0.f);
     for (int r = 0; r < size_; ++r) {  // rank order: the same sum on every rank
       const uint8_t* msg = s.all.data<uint8_t>() + r * k * 8;
@@ -98,6 +107,7 @@ class TopK : public FeedbackCompressor {
 
  private:
   double ratio_;
+  int64_t warmup_;
 };
 
 class Int8 : public FeedbackCompressor {
@@ -134,11 +144,12 @@ class Int8 : public FeedbackCompressor {
 
 }  // namespace
 
-std::unique_ptr<GradientCompressor> make_compressor(const std::string& kind, double topk_ratio) {
+std::unique_ptr<GradientCompressor> make_compressor(const std::string& kind, double topk_ratio, int64_t topk_warmup) {
   if (kind == "none") return nullptr;
   if (kind == "topk") {
     KILN_CHECK(topk_ratio > 0 && topk_ratio <= 1, "compression: dist.topk_ratio must be in (0, 1], got ", topk_ratio);
-    return std::make_unique<TopK>(topk_ratio);
+    KILN_CHECK(topk_warmup >= 0, "compression: dist.topk_warmup_steps must be >= 0, got ", topk_warmup);
+    return std::make_unique<TopK>(topk_ratio, topk_warmup);
   }
   KILN_CHECK(kind == "int8", "compression: unknown kind '", kind, "' (expected none, topk or int8)");
   return std::make_unique<Int8>();

@@ -32,8 +32,10 @@ class GradientCompressor {
   virtual std::string name() const = 0;
 };
 
-// "none" returns nullptr (a dense allreduce); "topk" (ratio in (0, 1]) or "int8".
-std::unique_ptr<GradientCompressor> make_compressor(const std::string& kind, double topk_ratio);
+// "none" returns nullptr (a dense allreduce); "topk" (ratio in (0, 1], density warm-up over
+// topk_warmup exchanges per bucket) or "int8".
+std::unique_ptr<GradientCompressor> make_compressor(const std::string& kind, double topk_ratio,
+                                                    int64_t topk_warmup = 0);
 
 // Exposed for tests: int8 block quantisation as sent on the wire.
 inline constexpr int64_t kInt8Block = 256;

@@ -16,7 +16,7 @@ DataParallel::DataParallel(Communicator& comm, std::vector<Tensor> params, DataP
   const int n = comm.size();
   shards_ = options.shards > 0 ? options.shards : n;
   overlap_ = options.overlap;
-  compressor_ = make_compressor(options.compression, options.topk_ratio);
+  compressor_ = make_compressor(options.compression, options.topk_ratio, options.topk_warmup);
   KILN_CHECK(shards_ % n == 0, "ddp: dist.shards = ", shards_, " cannot be split over ", n,
              " ranks\nhelp: use a world size that divides dist.shards");
   KILN_CHECK(is_power_of_two(shards_) || shards_ == n, "ddp: dist.shards = ", shards_,

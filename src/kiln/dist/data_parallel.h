@@ -37,6 +37,7 @@ struct DataParallelOptions {
   bool overlap = true;             // false: reduce only after backward ends (the baseline for overlap)
   std::string compression = "none";  // none | topk | int8 (compression.h)
   double topk_ratio = 0.01;
+  int64_t topk_warmup = 0;  // steps of density warm-up (25% down to topk_ratio)
 };
 
 // One step's reduction, for the overlap figure: hidden = 1 - exposed / reduce.

@@ -123,6 +123,25 @@ TEST(DataParallel, RanksWithDifferentConfigs) {
   expect_error_on_every_rank(r, 2, "line 31: 'lr = 0.002' here vs 'lr = 0.001' on rank 0");
 }
 
+TEST(FederatedAveraging, TwoClientsLogEveryRoundAndLearn) {
+  const std::string dir = out_dir("fedavg");
+  Result r = run(mpirun(2) + kKiln + " train " + kMnist + " --out " + dir +
+                 " --set threads=1 --set data.workers=0 --set dist.strategy=fedavg --set dist.rounds=2");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 1/2] fedavg: client 1 holds 30000 examples"), std::string::npos) << r.out;
+  std::ifstream metrics(dir + "/metrics.jsonl");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(metrics, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[1].find("\"round\":2"), std::string::npos) << lines[1];
+  io::Checkpoint ck = io::load_checkpoint(dir + "/checkpoint.safetensors");
+  EXPECT_GT(ck.state.step, 0);
+  // Two IID clients, two rounds of one local epoch: the averaged mlp is well past chance.
+  const size_t at = r.out.find("\"test_accuracy\":");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_GT(std::stod(r.out.substr(at + 16)), 0.8) << r.out;
+}
+
 // The pid of the process with OMPI_COMM_WORLD_RANK=rank among mpirun's children.
 pid_t find_rank(pid_t mpirun_pid, int rank) {
   const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
