@@ -66,6 +66,9 @@ std::vector<Field> schema(TrainConfig& c) {
       {"dist.topk_warmup_steps", &c.dist.topk_warmup_steps},
       {"dist.timeout_s", &c.dist.timeout_s},
       {"dist.timeline", &c.dist.timeline},
+      {"dist.micro_batches", &c.dist.micro_batches},
+      {"dist.schedule", &c.dist.schedule},
+      {"dist.split", &c.dist.split},
       {"dist.rounds", &c.dist.rounds},
       {"dist.local_epochs", &c.dist.local_epochs},
       {"dist.partition", &c.dist.partition},
@@ -186,7 +189,9 @@ void validate(const TrainConfig& c, const std::string& origin) {
                                     "' (expected one of ", list, ")"));
   }
   one_of(c.optim.name, {"sgd", "adam", "adamw"}, "optim.name");
-  one_of(c.dist.strategy, {"none", "ddp", "fedavg"}, "dist.strategy");
+  one_of(c.dist.strategy, {"none", "ddp", "pipeline", "fedavg"}, "dist.strategy");
+  one_of(c.dist.schedule, {"gpipe", "1f1b"}, "dist.schedule");
+  check_positive(c.dist.micro_batches, "dist.micro_batches");
   one_of(c.dist.partition, {"iid", "noniid"}, "dist.partition");
   check_positive(c.dist.rounds, "dist.rounds");
   check_positive(c.dist.local_epochs, "dist.local_epochs");

@@ -62,7 +62,7 @@ struct TrainConfig {
   // Distributed training (docs/notes/distributed.md). Under mpirun every rank reads the same
   // config; the ranks check at start that they agree.
   struct Dist {
-    std::string strategy = "none";  // none | ddp | fedavg
+    std::string strategy = "none";  // none | ddp | pipeline | fedavg
     int64_t shards = 0;             // ddp: data shards per global batch (0: the world size)
     double bucket_mb = 0.25;        // ddp: gradient megabytes per allreduce bucket
     bool overlap = true;            // ddp: reduce buckets while backward runs (false: after it)
@@ -70,6 +70,9 @@ struct TrainConfig {
     double topk_ratio = 0.01;          // ddp topk: fraction of each bucket's values sent
     int64_t topk_warmup_steps = 0;     // ddp topk: density falls from 25% to topk_ratio over these steps
     double timeout_s = 300.0;       // a collective waiting longer than this ends the job
+    int64_t micro_batches = 4;       // pipeline: micro-batches per batch
+    std::string schedule = "1f1b";   // pipeline: gpipe | 1f1b
+    std::string split;               // pipeline: first layer of stages 1.., e.g. "3,6" ("": balanced by cost)
     int64_t rounds = 20;             // fedavg: averaging rounds
     int64_t local_epochs = 1;        // fedavg: epochs over the client's data per round
     std::string partition = "iid";   // fedavg: iid | noniid (each client mostly two classes)

@@ -15,10 +15,9 @@
 #include "kiln/core/rng.h"
 #include "kiln/core/thread_pool.h"
 #include "kiln/data/augment.h"
+#include "kiln/cli/train_step.h"
 #include "kiln/dist/consistency.h"
-#include "kiln/dist/data_parallel.h"
 #include "kiln/dist/local_communicator.h"
-#include "kiln/dist/tree_reduce.h"
 #include "kiln/data/data_loader.h"
 #include "kiln/data/fashion_mnist.h"
 #include "kiln/io/atomic_file.h"
@@ -85,8 +84,9 @@ dist::Communicator& communicator_for(const TrainConfig& c) {
   static dist::LocalCommunicator local;
   if (!dist::launched_by_mpi()) return local;
   dist::Communicator& world = dist::world();
-  KILN_CHECK(c.dist.strategy != "none" || world.size() == 1, "dist: launched with ", world.size(),
-             " ranks but dist.strategy is 'none'\nhelp: --set dist.strategy=ddp, or start one process");
+  dist::check_all(world, c.dist.strategy != "none" || world.size() == 1,
+                  detail::concat("dist: launched with ", world.size(), " ranks but dist.strategy is 'none'",
+                                 "\nhelp: --set dist.strategy=ddp, or start one process"));
   return world;
 }
 
@@ -122,14 +122,10 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
 
   Task task = make_task(c, resumed ? &resumed->state.extra : nullptr);
   nn::ModulePtr model = nn::make_model(task.spec, c.seed);
-  auto optimizer = make_optimizer(c, model->parameters());
-  dist::DataParallel dp(comm, model->parameters(),
-                        {c.dist.shards, static_cast<int64_t>(c.dist.bucket_mb * (1 << 20)), c.dist.overlap,
-                         c.dist.compression, c.dist.topk_ratio, c.dist.topk_warmup_steps});
-  // Sharded: each batch is cut into data shards whose gradients meet in the fixed tree, and each
-  // shard draws its own dropout stream. One process with one shard trains exactly as before.
-  const bool sharded = dp.shard_count() > 1;
-  const int64_t local_count = static_cast<int64_t>(dp.local_shards().size());
+  KILN_CHECK(!(opt.resume && c.dist.strategy == "pipeline"), "pipeline: --resume is not supported yet (a stage's "
+             "optimiser state stays on its rank)\nhelp: start again, or train with dist.strategy=ddp");
+  std::unique_ptr<GradientStep> grads = make_gradient_step(c, comm, model, task, opt.out_dir);
+  auto optimizer = make_optimizer(c, grads->trained_parameters());
 
   data::LoaderOptions lo;
   lo.batch_size = c.data.batch_size;
@@ -137,10 +133,7 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   lo.drop_last = c.data.drop_last;
   lo.num_workers = static_cast<int>(c.data.workers);
   lo.seed = c.seed;
-  if (sharded) {
-    lo.shard_count = dp.shard_count();
-    lo.shards = dp.local_shards();
-  }
+  grads->configure_loader(lo);
   if (c.data.augment && !task.is_text) {
     // Pad with the normalised value of a black pixel, so padding looks like the image border.
     lo.transform = data::make_image_augment({4, true, -data::kFashionMnistMean / data::kFashionMnistStd});
@@ -167,19 +160,6 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   } else if (root) {
     io::write_file_atomic(opt.out_dir + "/config.toml", state.config_toml);
   }
-  if (comm.size() > 1) {
-    std::vector<Tensor> synced = model->parameters();
-    for (auto& [name, b] : model->named_buffers()) synced.push_back(b);
-    dp.broadcast_from_root(synced);
-    std::string mine;
-    for (int64_t s : dp.local_shards()) {
-      if (!mine.empty()) mine += ' ';
-      mine += std::to_string(s);
-    }
-    std::fprintf(stderr, "%sddp: data shards %s of %lld, %lld gradient buckets\n", dist::log_prefix().c_str(),
-                 mine.c_str(), static_cast<long long>(dp.shard_count()), static_cast<long long>(dp.bucket_count()));
-  }
-
   // Only rank 0 writes metrics and checkpoints.
   std::optional<io::MetricsLog> metrics;
   std::optional<io::TensorBoardWriter> tb;
@@ -192,10 +172,11 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
     // Every rank must have reached the same step before rank 0 writes it down.
     KILN_CHECK(dist::all_equal(comm, state.step), "dist: ranks disagree on the step (this rank is at ", state.step,
                ") before a checkpoint");
+    grads->gather_model();
     if (!root) return;
     state.loader = loader.state();
     state.rng = default_generator().state();
-    io::save_checkpoint(ckpt_file, *model, optimizer.get(), state);
+    io::save_checkpoint(ckpt_file, *model, grads->whole_optimizer() ? optimizer.get() : nullptr, state);
   };
 
   TrainSummary summary;
@@ -203,15 +184,6 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   summary.unit = task.sample_unit;
   summary.checkpoint = ckpt_file;
   summary.world_size = comm.size();
-  double reduce_seconds = 0, exposed_seconds = 0;
-  // Per-step timings for bench/ddp_overlap.sh: when backward ended and when the step's gradient
-  // reduction completed, on a clock shared by the ranks of one machine.
-  std::optional<std::ofstream> timeline;
-  if (c.dist.timeline) {
-    timeline.emplace(opt.out_dir + "/ddp_timeline.rank" + std::to_string(comm.rank()) + ".csv");
-    *timeline << "step,backward_end_s,reduced_s\n";
-    timeline->precision(17);
-  }
   const int64_t bytes_at_start = comm.stats().bytes_sent;
   model->train();
   bool stop = c.train.max_steps > 0 && state.step >= c.train.max_steps, ran_epoch = false;
@@ -225,49 +197,13 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
       const bool last_in_epoch = index + 1 == batches;
       const bool step_ends = micro + 1 == c.optim.grad_accum || last_in_epoch;
       const int64_t whole = global_batch_size(loader, index, c.data.batch_size);
-      // This rank's shards of the batch, one forward and backward each.
-      std::vector<double> shard_loss(static_cast<size_t>(local_count), 0.0);
-      int64_t offset = 0;
-      for (int64_t j = 0; j < local_count; ++j) {
-        const int64_t rows = sharded ? batch->shard_sizes[static_cast<size_t>(j)] : whole;
-        dp.begin_backward(j, micro == 0, step_ends && j + 1 == local_count);
-        if (rows > 0) {
-          if (sharded) {
-            const int64_t stream = (state.step * c.optim.grad_accum + micro) * dp.shard_count() +
-                                   dp.local_shards()[static_cast<size_t>(j)];
-            dist::set_dropout_stream(*model, static_cast<uint64_t>(stream));
-          }
-          Tensor x = sharded ? ops::slice(batch->input, 0, offset, offset + rows) : batch->input;
-          Tensor y = sharded ? ops::slice(batch->target, 0, offset, offset + rows) : batch->target;
-          Tensor loss = task_loss(model->forward(x), y);
-          // Each shard's mean loss weighted by its share of the batch: the weighted sum over
-          // shards is the batch's mean loss, whatever the sharding.
-          const double share = static_cast<double>(rows) / static_cast<double>(whole);
-          shard_loss[static_cast<size_t>(j)] = loss.item() * share;
-          if (sharded) loss = ops::mul(loss, share);
-          autograd::backward(c.optim.grad_accum > 1 ? ops::div(loss, static_cast<double>(c.optim.grad_accum)) : loss);
-        }
-        dp.end_backward();
-        offset += rows;
-      }
-      double loss_value = shard_loss[0];
-      if (sharded) {
-        std::vector<void*> leaves;
-        for (auto& v : shard_loss) leaves.push_back(&v);
-        dist::tree_reduce(leaves, 1, DType::f64);
-        Tensor total = Tensor::full({1}, shard_loss[0], DType::f64);
-        dist::allreduce_wait(comm, total);
-        loss_value = total.item();
-      }
+      const double loss_value = grads->run(*batch, whole, micro, step_ends, state.step);
       KILN_CHECK(std::isfinite(loss_value), "train: loss became ", loss_value, " at step ", state.step,
                  "\nhelp: lower optim.lr or set optim.grad_clip");
       state.epoch_loss_sum += loss_value;
       ++state.epoch_batches;
       if (step_ends) {
         micro = 0;
-        reduce_seconds += dp.last_step().reduce_seconds;
-        exposed_seconds += dp.last_step().exposed_seconds;
-        if (timeline) *timeline << state.step << ',' << dp.last_step().backward_end << ',' << dp.last_step().reduced << '\n';
         if (c.optim.grad_clip > 0) optim::clip_grad_norm(optimizer->params(), c.optim.grad_clip);
         optimizer->set_lr(schedule->lr_at(state.step));
         optimizer->step();
@@ -285,12 +221,17 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
     progress.end_epoch();
     double rate = progress.epoch_rate();
     double train_loss = state.epoch_batches > 0 ? state.epoch_loss_sum / static_cast<double>(state.epoch_batches) : 0;
+    grads->gather_model();
     EvalResult ev = evaluate(*model, task.test, c.data.batch_size, c.train.eval_batches);
     nlohmann::json line = {{"epoch", epoch + 1},        {"step", state.step},         {"train_loss", train_loss},
                            {"test_loss", ev.loss},      {"test_accuracy", ev.accuracy},
                            {task.is_text ? "tokens_per_s" : "images_per_s", rate},
                            {"lr", optimizer->lr()},     {"seconds", progress.epoch_seconds()}};
-    if (comm.size() > 1 && reduce_seconds > 0) line["allreduce_hidden_fraction"] = 1.0 - exposed_seconds / reduce_seconds;
+    const StepTotals& totals = grads->totals();
+    if (comm.size() > 1 && totals.allreduce_seconds > 0)
+      line["allreduce_hidden_fraction"] = 1.0 - totals.allreduce_exposed_seconds / totals.allreduce_seconds;
+    if (c.dist.strategy == "pipeline" && totals.steps > 0)
+      line["pipeline_bubble_stage0"] = totals.bubble_sum / static_cast<double>(totals.steps);
     if (metrics) metrics->append(line.dump());
     if (tb) {
       tb->add_scalar("test/loss", ev.loss, state.step);
@@ -317,8 +258,8 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   // Epochs run, counting one stopped part-way by max_steps.
   summary.epochs = loader.state().epoch + (loader.state().batch > 0 ? 1 : 0);
   summary.steps = state.step;
-  summary.allreduce_seconds = reduce_seconds;
-  summary.allreduce_exposed_seconds = exposed_seconds;
+  summary.allreduce_seconds = grads->totals().allreduce_seconds;
+  summary.allreduce_exposed_seconds = grads->totals().allreduce_exposed_seconds;
   summary.bytes_sent = comm.stats().bytes_sent - bytes_at_start;
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   return summary;

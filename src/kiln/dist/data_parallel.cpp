@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "kiln/dist/consistency.h"
 #include "kiln/dist/tree_reduce.h"
 
 namespace kiln::dist {
@@ -17,11 +18,13 @@ DataParallel::DataParallel(Communicator& comm, std::vector<Tensor> params, DataP
   shards_ = options.shards > 0 ? options.shards : n;
   overlap_ = options.overlap;
   compressor_ = make_compressor(options.compression, options.topk_ratio, options.topk_warmup);
-  KILN_CHECK(shards_ % n == 0, "ddp: dist.shards = ", shards_, " cannot be split over ", n,
-             " ranks\nhelp: use a world size that divides dist.shards");
-  KILN_CHECK(is_power_of_two(shards_) || shards_ == n, "ddp: dist.shards = ", shards_,
-             " must be a power of two, or equal to the world size (", n,
-             "), for the fixed reduction tree to split between ranks");
+  // Collective checks: every rank reaches them together, so every rank reports the error.
+  check_all(comm, shards_ % n == 0,
+            detail::concat("ddp: dist.shards = ", shards_, " cannot be split over ", n,
+                           " ranks\nhelp: use a world size that divides dist.shards"));
+  check_all(comm, is_power_of_two(shards_) || shards_ == n,
+            detail::concat("ddp: dist.shards = ", shards_, " must be a power of two, or equal to the world size (", n,
+                           "), for the fixed reduction tree to split between ranks"));
   KILN_CHECK(options.bucket_bytes >= 4, "ddp: dist.bucket_mb is too small");
   for (int64_t s = comm.rank(); s < shards_; s += n) local_shards_.push_back(s);
 

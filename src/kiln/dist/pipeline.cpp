@@ -7,6 +7,7 @@
 #include "kiln/autograd/engine.h"
 #include "kiln/core/allocator.h"
 #include "kiln/core/grad_mode.h"
+#include "kiln/dist/consistency.h"
 #include "kiln/ops/ops.h"
 
 namespace kiln::dist {
@@ -59,8 +60,10 @@ Pipeline::Pipeline(Communicator& comm, std::shared_ptr<nn::Sequential> model, co
     : comm_(comm), model_(std::move(model)), options_(std::move(options)) {
   const int p = comm.size();
   const int64_t layers = static_cast<int64_t>(model_->size());
-  KILN_CHECK(p <= layers, "pipeline: ", p, " stages for a model of ", layers,
-             " layers\nhelp: use at most as many ranks as the model has layers");
+  // Collective checks: every rank reaches them together, so every rank reports the error.
+  check_all(comm, p <= layers,
+            detail::concat("pipeline: ", p, " stages for a model of ", layers,
+                           " layers\nhelp: use at most as many ranks as the model has layers"));
   KILN_CHECK(options_.micro_batches >= 1, "pipeline: dist.micro_batches must be >= 1, got ", options_.micro_batches);
   KILN_CHECK(options_.schedule == "gpipe" || options_.schedule == "1f1b", "pipeline: dist.schedule must be gpipe or "
              "1f1b, got '", options_.schedule, "'");

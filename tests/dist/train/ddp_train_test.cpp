@@ -41,8 +41,20 @@ const std::string kCnn = KILN_SOURCE_DIR "/examples/fashion_cnn.toml";
 
 std::string mpirun(int ranks) { return "mpirun --oversubscribe --bind-to none -np " + std::to_string(ranks) + " "; }
 
+// Every run directory of this process lives under one folder, removed when the process ends.
+const fs::path& scratch() {
+  static const struct Scratch {
+    fs::path dir = fs::temp_directory_path() / ("kiln_ddp_" + std::to_string(getpid()));
+    ~Scratch() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } s;
+  return s.dir;
+}
+
 std::string out_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("kiln_ddp_" + std::to_string(getpid())) / name;
+  fs::path d = scratch() / name;
   fs::remove_all(d);
   return d.string();
 }
@@ -120,7 +132,7 @@ TEST(DataParallel, RanksWithDifferentConfigs) {
   const std::string base = kKiln + " train " + kMnist + " --out " + out_dir("mismatch") + kShort +
                            " --set dist.strategy=ddp";
   Result r = run("mpirun --oversubscribe --bind-to none -np 1 " + base + " : -np 1 " + base + " --set optim.lr=0.002");
-  expect_error_on_every_rank(r, 2, "line 31: 'lr = 0.002' here vs 'lr = 0.001' on rank 0");
+  expect_error_on_every_rank(r, 2, "'lr = 0.002' here vs 'lr = 0.001' on rank 0");
 }
 
 TEST(FederatedAveraging, TwoClientsLogEveryRoundAndLearn) {
@@ -140,6 +152,28 @@ TEST(FederatedAveraging, TwoClientsLogEveryRoundAndLearn) {
   const size_t at = r.out.find("\"test_accuracy\":");
   ASSERT_NE(at, std::string::npos);
   EXPECT_GT(std::stod(r.out.substr(at + 16)), 0.8) << r.out;
+}
+
+TEST(PipelineTraining, BothSchedulesTrainTheSameModel) {
+  // GPipe and 1F1B order the same micro-batch computations differently: the weights must match.
+  const std::string common = " train " + kCnn + kShort + " --set threads=1 --set train.max_steps=20 "
+                             "--set dist.strategy=pipeline --set dist.micro_batches=4";
+  const std::string gpipe = out_dir("pp_gpipe"), one = out_dir("pp_1f1b");
+  Result a = run(mpirun(2) + kKiln + common + " --set dist.schedule=gpipe --out " + gpipe);
+  ASSERT_EQ(a.rc, 0) << a.out;
+  EXPECT_NE(a.out.find("[rank 1/2] pipeline: stage 1 of 2 holds layers"), std::string::npos) << a.out;
+  Result b = run(mpirun(2) + kKiln + common + " --set dist.schedule=1f1b --out " + one);
+  ASSERT_EQ(b.rc, 0) << b.out;
+  io::Checkpoint ca = io::load_checkpoint(gpipe + "/checkpoint.safetensors");
+  io::Checkpoint cb = io::load_checkpoint(one + "/checkpoint.safetensors");
+  for (auto& [name, t] : ca.model)
+    EXPECT_EQ(0, std::memcmp(t.raw_data(), cb.model.at(name).raw_data(), static_cast<size_t>(t.numel()) * 4)) << name;
+}
+
+TEST(PipelineTraining, MoreStagesThanLayersFailsOnEveryRank) {
+  Result r = run(mpirun(7) + kKiln + " train " + kMnist + " --out " + out_dir("pp_bad") + kShort +
+                 " --set threads=1 --set dist.strategy=pipeline");
+  expect_error_on_every_rank(r, 7, "pipeline: 7 stages for a model of 6 layers");
 }
 
 // The pid of the process with OMPI_COMM_WORLD_RANK=rank among mpirun's children.
