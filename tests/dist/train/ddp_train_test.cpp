@@ -39,6 +39,15 @@ const std::string kKiln = KILN_BINARY_DIR "/kiln";
 const std::string kMnist = KILN_SOURCE_DIR "/examples/fashion_mlp.toml";
 const std::string kCnn = KILN_SOURCE_DIR "/examples/fashion_cnn.toml";
 
+// What `kiln launch` sets for mpirun: root allowed (CI containers run as root), shared memory
+// without the single-copy mode containers often forbid.
+const bool kMpiEnvironment = [] {
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+  setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
+  return true;
+}();
+
 std::string mpirun(int ranks) { return "mpirun --oversubscribe --bind-to none -np " + std::to_string(ranks) + " "; }
 
 // Every run directory of this process lives under one folder, removed when the process ends.
