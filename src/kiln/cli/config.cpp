@@ -189,7 +189,7 @@ void validate(const TrainConfig& c, const std::string& origin) {
                                     "' (expected one of ", list, ")"));
   }
   one_of(c.optim.name, {"sgd", "adam", "adamw"}, "optim.name");
-  one_of(c.dist.strategy, {"none", "ddp", "pipeline", "fedavg"}, "dist.strategy");
+  one_of(c.dist.strategy, {"none", "ddp", "pipeline", "tensor", "fedavg"}, "dist.strategy");
   one_of(c.dist.schedule, {"gpipe", "1f1b"}, "dist.schedule");
   check_positive(c.dist.micro_batches, "dist.micro_batches");
   one_of(c.dist.partition, {"iid", "noniid"}, "dist.partition");

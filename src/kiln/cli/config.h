@@ -62,7 +62,7 @@ struct TrainConfig {
   // Distributed training (docs/notes/distributed.md). Under mpirun every rank reads the same
   // config; the ranks check at start that they agree.
   struct Dist {
-    std::string strategy = "none";  // none | ddp | pipeline | fedavg
+    std::string strategy = "none";  // none | ddp | pipeline | tensor | fedavg
     int64_t shards = 0;             // ddp: data shards per global batch (0: the world size)
     double bucket_mb = 0.25;        // ddp: gradient megabytes per allreduce bucket
     bool overlap = true;            // ddp: reduce buckets while backward runs (false: after it)

@@ -1,15 +1,31 @@
 #include "kiln/cli/train_step.h"
 
+#include <cmath>
+
 #include "kiln/autograd/engine.h"
 #include "kiln/dist/data_parallel.h"
 #include "kiln/dist/pipeline.h"
+#include "kiln/dist/tensor_parallel.h"
 #include "kiln/dist/tree_reduce.h"
 #include "kiln/nn/sequential.h"
 #include "kiln/ops/ops.h"
+#include "kiln/optim/optimizer.h"
 
 namespace kiln::cli {
 
+double GradientStep::clip_gradients(const std::vector<Tensor>& params, double max_norm) {
+  return optim::clip_grad_norm(params, max_norm);
+}
+
 namespace {
+
+// sqrt(sum over ranks of `distributed` squares + this rank's `replicated` squares).
+double global_norm(dist::Communicator& comm, const std::vector<Tensor>& distributed,
+                   const std::vector<Tensor>& replicated) {
+  Tensor sq = Tensor::full({1}, optim::grad_sum_squares(distributed), DType::f64);
+  comm.allreduce(sq, dist::ReduceOp::sum)->wait();
+  return std::sqrt(sq.item() + optim::grad_sum_squares(replicated));
+}
 
 // Data parallel over the ranks (dist/data_parallel.h); with one rank and one shard this is plain
 // training, bit for bit as before distribution existed.
@@ -120,12 +136,10 @@ std::vector<int64_t> parse_split(const std::string& text) {
 class PipelineStep : public GradientStep {
  public:
   PipelineStep(const TrainConfig& c, dist::Communicator& comm, nn::ModulePtr model, const Task& task)
-      : c_(c), model_(std::move(model)) {
+      : c_(c), comm_(comm), model_(std::move(model)) {
     auto seq = std::dynamic_pointer_cast<nn::Sequential>(model_);
     KILN_CHECK(seq != nullptr, "pipeline: model '", c.model.name, "' is not a Sequential, so it has no layer "
                "order to cut into stages\nhelp: use mlp or cnn, or dist.strategy=ddp");
-    KILN_CHECK(c.optim.grad_clip == 0, "pipeline: optim.grad_clip needs the global gradient norm across stages, "
-               "which is not implemented\nhelp: set optim.grad_clip=0");
     Tensor example = task.train->get(0).input;
     pipe_.emplace(comm, seq, example.shape(),
                   dist::PipelineOptions{c.dist.micro_batches, c.dist.schedule, parse_split(c.dist.split)});
@@ -148,12 +162,58 @@ class PipelineStep : public GradientStep {
     return loss * accum;
   }
   void gather_model() override { pipe_->synchronize_model(); }
+  double clip_gradients(const std::vector<Tensor>& params, double max_norm) override {
+    // Each stage holds its own parameters: the global norm sums every stage's squares.
+    return optim::clip_grad_norm_to(params, max_norm, global_norm(comm_, params, {}));
+  }
   bool whole_optimizer() const override { return false; }
 
  private:
   const TrainConfig& c_;
+  dist::Communicator& comm_;
   nn::ModulePtr model_;
   std::optional<dist::Pipeline> pipe_;
+};
+
+// Tensor parallel: every rank holds a slice of each block of gpt_char and sees the whole batch
+// (dist/tensor_parallel.h).
+class TensorParallelStep : public GradientStep {
+ public:
+  TensorParallelStep(const TrainConfig& c, dist::Communicator& comm, nn::ModulePtr model)
+      : c_(c), comm_(comm), model_(model) {
+    full_ = std::dynamic_pointer_cast<nn::GptChar>(model);
+    KILN_CHECK(full_ != nullptr, "tensor parallel: model '", c.model.name, "' has no transformer blocks to split",
+               "\nhelp: use gpt_char, or dist.strategy=ddp");
+    tp_ = std::make_shared<dist::TensorParallelGpt>(comm, *full_);
+    // Split weights live in the tensor-parallel attention and MLP modules, except the output
+    // projections' biases, which every rank holds whole; everything else is replicated.
+    for (auto& [name, p] : tp_->named_parameters()) {
+      const bool in_split_module = name.find(".attn.") != std::string::npos || name.find(".mlp.") != std::string::npos;
+      (in_split_module && !name.ends_with("proj_bias") ? split_ : replicated_).push_back(p);
+    }
+    std::fprintf(stderr, "%stensor parallel: each block's heads and MLP width split %d ways\n",
+                 dist::log_prefix().c_str(), comm.size());
+  }
+  std::vector<Tensor> trained_parameters() const override { return tp_->parameters(); }
+  double run(const data::Batch& batch, int64_t, int64_t, bool, int64_t) override {
+    Tensor loss = task_loss(tp_->forward(batch.input), batch.target);
+    const double value = loss.item();
+    autograd::backward(c_.optim.grad_accum > 1 ? ops::div(loss, static_cast<double>(c_.optim.grad_accum)) : loss);
+    return value;
+  }
+  void gather_model() override { tp_->gather_into(*full_); }
+  double clip_gradients(const std::vector<Tensor>& params, double max_norm) override {
+    return optim::clip_grad_norm_to(params, max_norm, global_norm(comm_, split_, replicated_));
+  }
+  bool whole_optimizer() const override { return false; }
+
+ private:
+  const TrainConfig& c_;
+  dist::Communicator& comm_;
+  nn::ModulePtr model_;
+  std::shared_ptr<nn::GptChar> full_;
+  std::shared_ptr<dist::TensorParallelGpt> tp_;
+  std::vector<Tensor> split_, replicated_;
 };
 
 }  // namespace
@@ -161,6 +221,7 @@ class PipelineStep : public GradientStep {
 std::unique_ptr<GradientStep> make_gradient_step(const TrainConfig& c, dist::Communicator& comm, nn::ModulePtr model,
                                                  const Task& task, const std::string& out_dir) {
   if (c.dist.strategy == "pipeline") return std::make_unique<PipelineStep>(c, comm, std::move(model), task);
+  if (c.dist.strategy == "tensor") return std::make_unique<TensorParallelStep>(c, comm, std::move(model));
   return std::make_unique<DataParallelStep>(c, comm, std::move(model), out_dir);
 }
 

@@ -33,6 +33,9 @@ class GradientStep {
   // the optimiser step, which ends after it when step_ends) and returns its mean loss, the same
   // on every rank.
   virtual double run(const data::Batch& batch, int64_t whole, int64_t micro, bool step_ends, int64_t step) = 0;
+  // Clips the step's gradients by their global norm (over the whole model, wherever its parts
+  // live); returns that norm.
+  virtual double clip_gradients(const std::vector<Tensor>& params, double max_norm);
   // Makes the whole model current on every rank (before evaluation and checkpoints).
   virtual void gather_model() {}
   // False when this rank's optimiser holds only part of the state (the checkpoint then carries

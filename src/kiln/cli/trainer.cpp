@@ -122,8 +122,9 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
 
   Task task = make_task(c, resumed ? &resumed->state.extra : nullptr);
   nn::ModulePtr model = nn::make_model(task.spec, c.seed);
-  KILN_CHECK(!(opt.resume && c.dist.strategy == "pipeline"), "pipeline: --resume is not supported yet (a stage's "
-             "optimiser state stays on its rank)\nhelp: start again, or train with dist.strategy=ddp");
+  KILN_CHECK(!(opt.resume && (c.dist.strategy == "pipeline" || c.dist.strategy == "tensor")), c.dist.strategy,
+             ": --resume is not supported yet (each rank's optimiser state covers only its part of the model)",
+             "\nhelp: start again, or train with dist.strategy=ddp");
   std::unique_ptr<GradientStep> grads = make_gradient_step(c, comm, model, task, opt.out_dir);
   auto optimizer = make_optimizer(c, grads->trained_parameters());
 
@@ -204,7 +205,7 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
       ++state.epoch_batches;
       if (step_ends) {
         micro = 0;
-        if (c.optim.grad_clip > 0) optim::clip_grad_norm(optimizer->params(), c.optim.grad_clip);
+        if (c.optim.grad_clip > 0) grads->clip_gradients(optimizer->params(), c.optim.grad_clip);
         optimizer->set_lr(schedule->lr_at(state.step));
         optimizer->step();
         optimizer->zero_grad();

@@ -23,6 +23,12 @@ class GptChar : public Module {
   std::string name() const override { return "GptChar"; }
   int64_t context() const { return context_; }
   int64_t vocab_size() const { return tok_emb_->weight().size(0); }
+  // The parts, for strategies that rebuild the model around them (dist/tensor_parallel.h).
+  const std::shared_ptr<Embedding>& tok_emb() const { return tok_emb_; }
+  const std::shared_ptr<Embedding>& pos_emb() const { return pos_emb_; }
+  const std::shared_ptr<Sequential>& blocks() const { return blocks_; }
+  const std::shared_ptr<LayerNorm>& ln_f() const { return ln_f_; }
+  bool has_dropout() const { return drop_ != nullptr; }
 
  private:
   int64_t context_;

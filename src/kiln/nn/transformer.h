@@ -22,6 +22,7 @@ class CausalSelfAttention : public Module {
   std::string name() const override { return "CausalSelfAttention"; }
   Linear& qkv() { return *qkv_; }
   Linear& proj() { return *proj_; }
+  int64_t n_heads() const { return n_heads_; }
 
  private:
   int64_t d_model_, n_heads_;
@@ -51,6 +52,8 @@ class Block : public Module {
   std::string name() const override { return "Block"; }
   CausalSelfAttention& attn() { return *attn_; }
   Mlp& mlp() { return *mlp_; }
+  const std::shared_ptr<LayerNorm>& ln1() const { return ln1_; }
+  const std::shared_ptr<LayerNorm>& ln2() const { return ln2_; }
 
  private:
   std::shared_ptr<LayerNorm> ln1_, ln2_;

@@ -40,36 +40,43 @@ void Optimizer::zero_grad() {
   for (auto& p : params_) p.set_grad(Tensor());
 }
 
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
-  KILN_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be positive, got ", max_norm);
-  std::vector<Tensor> grads;
+double grad_sum_squares(const std::vector<Tensor>& params) {
   double sq = 0;
-  for (size_t i = 0; i < params.size(); ++i) {
-    Tensor g = params[i].grad();
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
     if (!g.defined()) continue;
     Tensor c = contiguous_raw(g);
     sq += dispatch_float(c.dtype(), "clip_grad_norm", [&]<typename T>() { return sum_squares(c.data<T>(), c.numel()); });
-    grads.push_back(g);
   }
-  double norm = std::sqrt(sq);
+  return sq;
+}
+
+double clip_grad_norm_to(const std::vector<Tensor>& params, double max_norm, double norm) {
+  KILN_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be positive, got ", max_norm);
   // PyTorch's rule: scale by max_norm / (norm + 1e-6) when that is below 1.
   double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0) {
-    NoGradGuard no_grad;
-    for (auto& g : grads) {
-      Tensor c = contiguous_raw(g);
-      dispatch_float(c.dtype(), "clip_grad_norm", [&]<typename T>() {
-        T* p = c.data<T>();
-        T s = static_cast<T>(coef);
-        detail::update_chunks(c.numel(), [&](int64_t lo, int64_t hi) {
-          for (int64_t i = lo; i < hi; ++i) p[i] *= s;
-        });
+  if (coef >= 1.0) return norm;
+  NoGradGuard no_grad;
+  for (const Tensor& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    Tensor c = contiguous_raw(g);
+    dispatch_float(c.dtype(), "clip_grad_norm", [&]<typename T>() {
+      T* d = c.data<T>();
+      T s = static_cast<T>(coef);
+      detail::update_chunks(c.numel(), [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) d[i] *= s;
       });
-      if (!c.same(g)) copy_into(g, c);
-      g.bump_version();
-    }
+    });
+    if (!c.same(g)) copy_into(g, c);
+    g.bump_version();
   }
   return norm;
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  KILN_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be positive, got ", max_norm);
+  return clip_grad_norm_to(params, max_norm, std::sqrt(grad_sum_squares(params)));
 }
 
 }  // namespace kiln::optim

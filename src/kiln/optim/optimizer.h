@@ -52,5 +52,9 @@ std::unique_ptr<Optimizer> make_adamw(std::vector<Tensor> params, const AdamOpti
 
 // Scales all gradients so their global L2 norm is at most max_norm; returns the norm before.
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+// The two halves, for gradients spread over several processes (the norm is then summed across
+// them): the sum of squares of the params' gradients, and scaling them for a known global norm.
+double grad_sum_squares(const std::vector<Tensor>& params);
+double clip_grad_norm_to(const std::vector<Tensor>& params, double max_norm, double norm);
 
 }  // namespace kiln::optim

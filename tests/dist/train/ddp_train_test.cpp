@@ -185,6 +185,20 @@ TEST(PipelineTraining, MoreStagesThanLayersFailsOnEveryRank) {
   expect_error_on_every_rank(r, 7, "pipeline: 7 stages for a model of 6 layers");
 }
 
+TEST(TensorParallelTraining, GptCharTrainsOnTwoRanksAndSavesTheWholeModel) {
+  const std::string dir = out_dir("tp");
+  Result r = run(mpirun(2) + kKiln + " train " KILN_SOURCE_DIR "/examples/char_gpt.toml --out " + dir +
+                 " --set data.path=" KILN_SOURCE_DIR "/data/kjv.txt --set threads=1 --set data.workers=0"
+                 " --set dist.strategy=tensor --set train.max_steps=3 --set train.eval_batches=1"
+                 " --set sample.tokens=0 --set data.batch_size=4 --set data.context=32 --set schedule.name=constant");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 1/2] tensor parallel: each block's heads and MLP width split 2 ways"),
+            std::string::npos) << r.out;
+  // The checkpoint holds the whole gpt_char (gathered from both ranks), loadable by kiln eval.
+  Result e = run(kKiln + " eval " + dir + "/checkpoint.safetensors --data text:test");
+  ASSERT_EQ(e.rc, 0) << e.out;
+}
+
 // The pid of the process with OMPI_COMM_WORLD_RANK=rank among mpirun's children.
 pid_t find_rank(pid_t mpirun_pid, int rank) {
   const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
