@@ -199,6 +199,24 @@ TEST(TensorParallelTraining, GptCharTrainsOnTwoRanksAndSavesTheWholeModel) {
   ASSERT_EQ(e.rc, 0) << e.out;
 }
 
+TEST(MultiHost, DdpAcrossTwoNetworkHostsEqualsOneProcessBitwise) {
+  // Two ranks on two "hosts" (network namespaces on a bridge, scripts/multihost.sh), talking TCP
+  // over a 1 Gbit/s link, against one process with the same two data shards.
+  const std::string common = " train " + kMnist + kShort + " --set threads=1 --set train.max_steps=20 --set dist.shards=2";
+  const std::string one = out_dir("mh_one"), two = out_dir("mh_two");
+  Result r1 = run(kKiln + common + " --out " + one);
+  ASSERT_EQ(r1.rc, 0) << r1.out;
+  Result r = run(KILN_SOURCE_DIR "/scripts/multihost.sh --hosts 2 --rate 1gbit -- 'mpirun --hostfile $KILN_HOSTFILE "
+                 "-np 2 " + kKiln + common + " --set dist.strategy=ddp --out " + two + "'");
+  if (r.rc == 77) GTEST_SKIP() << r.out;
+  ASSERT_EQ(r.rc, 0) << r.out;
+  expect_same_bits(one, two);
+  // The gradients really crossed the link: host 1 sent at least its share of 20 allreduces.
+  const size_t at = r.out.find("host 1 sent ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  EXPECT_GT(std::stoll(r.out.substr(at + 12)), 20 * 235146 * 4 / 2) << r.out;
+}
+
 // The pid of the process with OMPI_COMM_WORLD_RANK=rank among mpirun's children.
 pid_t find_rank(pid_t mpirun_pid, int rank) {
   const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
