@@ -69,6 +69,9 @@ std::vector<Field> schema(TrainConfig& c) {
       {"dist.micro_batches", &c.dist.micro_batches},
       {"dist.schedule", &c.dist.schedule},
       {"dist.split", &c.dist.split},
+      {"dist.servers", &c.dist.servers},
+      {"dist.ps_mode", &c.dist.ps_mode},
+      {"dist.staleness", &c.dist.staleness},
       {"dist.rounds", &c.dist.rounds},
       {"dist.local_epochs", &c.dist.local_epochs},
       {"dist.partition", &c.dist.partition},
@@ -189,7 +192,10 @@ void validate(const TrainConfig& c, const std::string& origin) {
                                     "' (expected one of ", list, ")"));
   }
   one_of(c.optim.name, {"sgd", "adam", "adamw"}, "optim.name");
-  one_of(c.dist.strategy, {"none", "ddp", "pipeline", "tensor", "fedavg"}, "dist.strategy");
+  one_of(c.dist.strategy, {"none", "ddp", "ps", "pipeline", "tensor", "fedavg"}, "dist.strategy");
+  one_of(c.dist.ps_mode, {"bsp", "asp", "ssp"}, "dist.ps_mode");
+  check_positive(c.dist.servers, "dist.servers");
+  KILN_CHECK(c.dist.staleness >= 0, origin, ": config key 'dist.staleness' must be >= 0, got ", c.dist.staleness);
   one_of(c.dist.schedule, {"gpipe", "1f1b"}, "dist.schedule");
   check_positive(c.dist.micro_batches, "dist.micro_batches");
   one_of(c.dist.partition, {"iid", "noniid"}, "dist.partition");

@@ -62,7 +62,7 @@ struct TrainConfig {
   // Distributed training (docs/notes/distributed.md). Under mpirun every rank reads the same
   // config; the ranks check at start that they agree.
   struct Dist {
-    std::string strategy = "none";  // none | ddp | pipeline | tensor | fedavg
+    std::string strategy = "none";  // none | ddp | ps | pipeline | tensor | fedavg
     int64_t shards = 0;             // ddp: data shards per global batch (0: the world size)
     double bucket_mb = 0.25;        // ddp: gradient megabytes per allreduce bucket
     bool overlap = true;            // ddp: reduce buckets while backward runs (false: after it)
@@ -73,6 +73,9 @@ struct TrainConfig {
     int64_t micro_batches = 4;       // pipeline: micro-batches per batch
     std::string schedule = "1f1b";   // pipeline: gpipe | 1f1b
     std::string split;               // pipeline: first layer of stages 1.., e.g. "3,6" ("": balanced by cost)
+    int64_t servers = 1;             // ps: server ranks (the rest are workers)
+    std::string ps_mode = "bsp";     // ps: bsp | asp | ssp
+    int64_t staleness = 2;           // ps ssp: how many clocks a worker may run ahead of the slowest
     int64_t rounds = 20;             // fedavg: averaging rounds
     int64_t local_epochs = 1;        // fedavg: epochs over the client's data per round
     std::string partition = "iid";   // fedavg: iid | noniid (each client mostly two classes)

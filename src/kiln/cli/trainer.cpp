@@ -97,6 +97,7 @@ int64_t global_batch_size(const data::DataLoader& loader, int64_t b, int64_t bat
 }  // namespace
 
 TrainSummary train_fedavg(const TrainConfig& c, const TrainOptions& opt, dist::Communicator& comm);  // train_fedavg.cpp
+TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Communicator& comm);      // train_ps.cpp
 
 TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   auto wall_start = std::chrono::steady_clock::now();
@@ -105,6 +106,7 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   dist::Work::set_default_timeout(std::chrono::milliseconds(static_cast<int64_t>(c.dist.timeout_s * 1000)));
   dist::check_same_text(comm, to_toml(c), "config");
   if (c.dist.strategy == "fedavg") return train_fedavg(c, opt, comm);
+  if (c.dist.strategy == "ps") return train_ps(c, opt, comm);
   set_num_threads(static_cast<int>(c.threads));
   manual_seed(c.seed);
   std::filesystem::create_directories(opt.out_dir);

@@ -29,6 +29,7 @@ struct TrainSummary {
   double allreduce_seconds = 0.0;          // communication-thread time reducing gradients
   double allreduce_exposed_seconds = 0.0;  // of which the steps waited for after backward
   int64_t bytes_sent = 0;                  // by this rank
+  double staleness_mean = 0.0;             // ps: mean staleness of the pushes (rank 0)
 };
 
 TrainSummary train(const TrainConfig& config, const TrainOptions& options);

@@ -1,0 +1,237 @@
+#include "kiln/dist/parameter_server.h"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+namespace kiln::dist {
+
+namespace {
+constexpr int kPushTag = 100, kReplyTag = 101, kGatherTag = 102;
+int worker_count(const Communicator& comm, const PsOptions& o) { return comm.size() - o.servers; }
+
+std::vector<int64_t> sizes_of(const std::vector<Tensor>& params) {
+  std::vector<int64_t> s;
+  for (auto& p : params) s.push_back(p.numel());
+  return s;
+}
+
+void check_roles(const Communicator& comm, const PsOptions& o) {
+  KILN_CHECK(o.servers >= 1 && o.servers < comm.size(), "ps: ", o.servers, " server(s) need at least one more rank "
+             "for a worker, but the world has ", comm.size(), "\nhelp: start at least ", o.servers + 1,
+             " ranks, or lower dist.servers");
+  KILN_CHECK(o.mode == "bsp" || o.mode == "asp" || o.mode == "ssp", "ps: dist.ps_mode must be bsp, asp or ssp, got '",
+             o.mode, "'");
+  KILN_CHECK(o.staleness >= 0, "ps: dist.staleness must be >= 0, got ", o.staleness);
+}
+}  // namespace
+
+PsLayout::PsLayout(const std::vector<int64_t>& param_sizes, int servers) : sizes_(param_sizes), servers_(servers) {
+  offsets_.assign(static_cast<size_t>(servers), std::vector<int64_t>(sizes_.size(), 0));
+  totals_.assign(static_cast<size_t>(servers), 0);
+  for (int s = 0; s < servers; ++s)
+    for (size_t p = 0; p < sizes_.size(); ++p) {
+      offsets_[static_cast<size_t>(s)][p] = totals_[static_cast<size_t>(s)];
+      totals_[static_cast<size_t>(s)] += shard_hi(static_cast<int64_t>(p), s) - shard_lo(static_cast<int64_t>(p), s);
+    }
+}
+
+ParameterServer::ParameterServer(Communicator& comm, const std::vector<Tensor>& initial_params, PsOptions options,
+                                 const OptimizerFactory& make_optimizer)
+    : comm_(comm), options_(std::move(options)), layout_(sizes_of(initial_params), options_.servers) {
+  check_roles(comm, options_);
+  const int s = comm.rank();
+  KILN_ASSERT(s < options_.servers, "rank ", s, " is not a server");
+  values_ = Tensor::empty({layout_.server_size(s)});
+  for (int64_t p = 0; p < layout_.params(); ++p) {
+    const int64_t lo = layout_.shard_lo(p, s), hi = layout_.shard_hi(p, s), at = layout_.offset(p, s);
+    Tensor src = contiguous_raw(initial_params[static_cast<size_t>(p)]);
+    std::memcpy(values_.data<float>() + at, src.data<float>() + lo, static_cast<size_t>(hi - lo) * sizeof(float));
+    Tensor key = values_.as_strided({hi - lo}, {1}, at);  // the store's entry for (p, s)
+    key.set_requires_grad(true);
+    keys_.push_back(key);
+  }
+  optimizer_ = make_optimizer(keys_);
+}
+
+void ParameterServer::apply(const float* grad, double scale) {
+  for (int64_t p = 0; p < layout_.params(); ++p) {
+    Tensor& key = keys_[static_cast<size_t>(p)];
+    Tensor g = Tensor::empty(key.shape());
+    const float* src = grad + layout_.offset(p, comm_.rank());
+    float* dst = g.data<float>();
+    for (int64_t i = 0; i < key.numel(); ++i) dst[i] = static_cast<float>(src[i] * scale);
+    key.set_grad(g);
+  }
+  optimizer_->step();
+  optimizer_->zero_grad();
+  ++version_;
+}
+
+void ParameterServer::run() {
+  const int W = worker_count(comm_, options_), S = options_.servers;
+  const int64_t n = layout_.server_size(comm_.rank());
+  std::vector<Tensor> inbox, outbox;
+  std::vector<WorkHandle> pushes(static_cast<size_t>(W)), replies(static_cast<size_t>(W));
+  std::vector<int64_t> clock(static_cast<size_t>(W), 0), base(static_cast<size_t>(W), 0);
+  std::vector<bool> active(static_cast<size_t>(W), true), waiting(static_cast<size_t>(W), false);
+  for (int w = 0; w < W; ++w) {
+    inbox.push_back(Tensor::empty({1 + n}));
+    outbox.push_back(Tensor::empty({1 + n}));
+  }
+  auto listen = [&](int w) { pushes[static_cast<size_t>(w)] = comm_.recv(inbox[static_cast<size_t>(w)], S + w, kPushTag); };
+  auto answer = [&](int w) {
+    auto& r = replies[static_cast<size_t>(w)];
+    if (r) r->wait();  // the previous answer must have left before its buffer is refilled
+    float* out = outbox[static_cast<size_t>(w)].data<float>();
+    out[0] = static_cast<float>(version_);
+    std::memcpy(out + 1, values_.data<float>(), static_cast<size_t>(n) * sizeof(float));
+    r = comm_.send(outbox[static_cast<size_t>(w)], S + w, kReplyTag);
+    base[static_cast<size_t>(w)] = version_;
+    waiting[static_cast<size_t>(w)] = false;
+    listen(w);
+  };
+  for (int w = 0; w < W; ++w) listen(w);
+
+  if (options_.mode == "bsp") {
+    std::vector<float> mean(static_cast<size_t>(n));
+    for (;;) {
+      int done = 0;
+      for (int w = 0; w < W; ++w) {
+        pushes[static_cast<size_t>(w)]->wait();
+        done += inbox[static_cast<size_t>(w)].data<float>()[0] < 0;
+      }
+      if (done == W) break;
+      KILN_CHECK(done == 0, "ps (bsp): ", done, " of ", W, " workers finished while others sent gradients: the "
+                 "workers ran different numbers of steps");
+      // The mean of the workers' gradients, summed in worker order (the same bits every run).
+      std::fill(mean.begin(), mean.end(), 0.f);
+      for (int w = 0; w < W; ++w) {
+        const float* g = inbox[static_cast<size_t>(w)].data<float>() + 1;
+        for (int64_t i = 0; i < n; ++i) mean[static_cast<size_t>(i)] += g[i];
+      }
+      histogram_[0] += W;
+      apply(mean.data(), 1.0 / W);
+      for (int w = 0; w < W; ++w) answer(w);
+    }
+  } else {
+    const int64_t bound = options_.mode == "asp" ? -1 : options_.staleness;
+    auto nap = std::chrono::microseconds(5);
+    for (;;) {
+      bool progressed = false;
+      for (int w = 0; w < W; ++w) {
+        if (!active[static_cast<size_t>(w)] || waiting[static_cast<size_t>(w)] || !pushes[static_cast<size_t>(w)]->done()) continue;
+        pushes[static_cast<size_t>(w)]->wait();  // rethrows a failed receive
+        progressed = true;
+        const float* msg = inbox[static_cast<size_t>(w)].data<float>();
+        if (msg[0] < 0) {
+          active[static_cast<size_t>(w)] = false;
+          continue;
+        }
+        ++histogram_[version_ - base[static_cast<size_t>(w)]];
+        apply(msg + 1, 1.0);
+        clock[static_cast<size_t>(w)] = static_cast<int64_t>(msg[0]);
+        waiting[static_cast<size_t>(w)] = true;
+      }
+      // Answer every waiting worker within the staleness bound of the slowest active one.
+      int64_t slowest = INT64_MAX;
+      bool any_active = false;
+      for (int w = 0; w < W; ++w)
+        if (active[static_cast<size_t>(w)]) {
+          slowest = std::min(slowest, clock[static_cast<size_t>(w)]);
+          any_active = true;
+        }
+      for (int w = 0; w < W; ++w)
+        if (waiting[static_cast<size_t>(w)] && (bound < 0 || clock[static_cast<size_t>(w)] - bound <= slowest)) {
+          if (any_active) max_lead_ = std::max(max_lead_, clock[static_cast<size_t>(w)] - slowest);
+          answer(w);
+          progressed = true;
+        }
+      if (!any_active) break;
+      if (progressed) {
+        nap = std::chrono::microseconds(5);
+      } else {
+        std::this_thread::sleep_for(nap);
+        if (nap < std::chrono::microseconds(200)) nap *= 2;
+      }
+    }
+  }
+  for (auto& r : replies)
+    if (r) r->wait();
+}
+
+PsWorker::PsWorker(Communicator& comm, std::vector<Tensor> params, PsOptions options)
+    : comm_(comm), params_(std::move(params)), options_(std::move(options)), layout_(sizes_of(params_), options_.servers) {
+  check_roles(comm, options_);
+}
+
+void PsWorker::push_pull(int64_t clock) {
+  std::vector<Tensor> out, in;
+  std::vector<WorkHandle> works;
+  for (int s = 0; s < options_.servers; ++s) {
+    const int64_t n = layout_.server_size(s);
+    Tensor msg = Tensor::empty({1 + n});
+    float* m = msg.data<float>();
+    m[0] = static_cast<float>(clock);
+    for (int64_t p = 0; p < layout_.params(); ++p) {
+      const int64_t lo = layout_.shard_lo(p, s), hi = layout_.shard_hi(p, s);
+      float* dst = m + 1 + layout_.offset(p, s);
+      Tensor g = params_[static_cast<size_t>(p)].grad();
+      if (!g.defined()) {
+        std::fill(dst, dst + (hi - lo), 0.f);
+        continue;
+      }
+      g = contiguous_raw(g);
+      std::memcpy(dst, g.data<float>() + lo, static_cast<size_t>(hi - lo) * sizeof(float));
+    }
+    out.push_back(msg);
+    in.push_back(Tensor::empty({1 + n}));
+    works.push_back(comm_.send(msg, s, kPushTag));
+    works.push_back(comm_.recv(in.back(), s, kReplyTag));
+  }
+  for (auto& w : works) w->wait();
+  for (int s = 0; s < options_.servers; ++s) {
+    const float* m = in[static_cast<size_t>(s)].data<float>() + 1;
+    for (int64_t p = 0; p < layout_.params(); ++p) {
+      const int64_t lo = layout_.shard_lo(p, s), hi = layout_.shard_hi(p, s);
+      Tensor& t = params_[static_cast<size_t>(p)];
+      std::memcpy(t.data<float>() + lo, m + layout_.offset(p, s), static_cast<size_t>(hi - lo) * sizeof(float));
+      t.bump_version();
+    }
+  }
+}
+
+void PsWorker::finish() {
+  std::vector<Tensor> out;
+  std::vector<WorkHandle> works;
+  for (int s = 0; s < options_.servers; ++s) {
+    out.push_back(Tensor::full({1 + layout_.server_size(s)}, -1.0));
+    works.push_back(comm_.send(out.back(), s, kPushTag));
+  }
+  for (auto& w : works) w->wait();
+}
+
+void gather_to_first_server(Communicator& comm, const ParameterServer& server, const std::vector<Tensor>& params) {
+  const PsLayout& layout = server.layout();
+  const int me = comm.rank();
+  auto install = [&](int s, const float* values) {
+    for (int64_t p = 0; p < layout.params(); ++p) {
+      const int64_t lo = layout.shard_lo(p, s), hi = layout.shard_hi(p, s);
+      const Tensor& t = params[static_cast<size_t>(p)];
+      std::memcpy(t.data<float>() + lo, values + layout.offset(p, s), static_cast<size_t>(hi - lo) * sizeof(float));
+      t.bump_version();
+    }
+  };
+  if (me != 0) {
+    comm.send(server.buffer(), 0, kGatherTag)->wait();
+    return;
+  }
+  install(0, server.buffer().data<float>());
+  for (int s = 1; s < layout.servers(); ++s) {
+    Tensor theirs = Tensor::empty({layout.server_size(s)});
+    comm.recv(theirs, s, kGatherTag)->wait();
+    install(s, theirs.data<float>());
+  }
+}
+
+}  // namespace kiln::dist
