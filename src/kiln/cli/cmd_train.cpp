@@ -34,6 +34,7 @@ int run_train(const TrainArgs& args) {
         s.allreduce_seconds > 0 ? 1.0 - s.allreduce_exposed_seconds / s.allreduce_seconds : 0.0;
   }
   if (s.staleness_mean > 0) j["mean_staleness"] = s.staleness_mean;
+  if (s.optimizer_state_bytes > 0) j["optimizer_state_bytes_rank0"] = s.optimizer_state_bytes;
   if (s.world_size > 1) {
     j["bytes_sent_rank0"] = s.bytes_sent;
     j["bytes_sent_per_step_rank0"] = s.steps > 0 ? s.bytes_sent / s.steps : 0;

@@ -64,6 +64,7 @@ std::vector<Field> schema(TrainConfig& c) {
       {"dist.compression", &c.dist.compression},
       {"dist.topk_ratio", &c.dist.topk_ratio},
       {"dist.topk_warmup_steps", &c.dist.topk_warmup_steps},
+      {"dist.zero", &c.dist.zero},
       {"dist.timeout_s", &c.dist.timeout_s},
       {"dist.timeline", &c.dist.timeline},
       {"dist.micro_batches", &c.dist.micro_batches},

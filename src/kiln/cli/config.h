@@ -68,6 +68,7 @@ struct TrainConfig {
     bool overlap = true;            // ddp: reduce buckets while backward runs (false: after it)
     std::string compression = "none";  // ddp: none | topk | int8 (with error feedback)
     double topk_ratio = 0.01;          // ddp topk: fraction of each bucket's values sent
+    bool zero = false;                 // ddp: ZeRO stage 1, optimiser state sharded over the ranks
     int64_t topk_warmup_steps = 0;     // ddp topk: density falls from 25% to topk_ratio over these steps
     double timeout_s = 300.0;       // a collective waiting longer than this ends the job
     int64_t micro_batches = 4;       // pipeline: micro-batches per batch

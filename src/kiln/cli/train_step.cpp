@@ -37,7 +37,7 @@ class DataParallelStep : public GradientStep {
         model_(std::move(model)),
         dp_(comm, model_->parameters(),
             {c.dist.shards, static_cast<int64_t>(c.dist.bucket_mb * (1 << 20)), c.dist.overlap, c.dist.compression,
-             c.dist.topk_ratio, c.dist.topk_warmup_steps}) {
+             c.dist.topk_ratio, c.dist.topk_warmup_steps, c.dist.zero}) {
     sharded_ = dp_.shard_count() > 1;
     if (c.dist.timeline) {
       // Per-step timings for bench/ddp_overlap.sh: when backward ended and when the step's
@@ -64,7 +64,15 @@ class DataParallelStep : public GradientStep {
     lo.shard_count = dp_.shard_count();
     lo.shards = dp_.local_shards();
   }
-  std::vector<Tensor> trained_parameters() const override { return model_->parameters(); }
+  std::vector<Tensor> trained_parameters() const override {
+    return dp_.zero() ? dp_.shard_parameters() : model_->parameters();
+  }
+  void after_update() override { dp_.after_update(); }
+  bool whole_optimizer() const override { return !dp_.zero(); }
+  double clip_gradients(const std::vector<Tensor>& params, double max_norm) override {
+    if (!dp_.zero()) return GradientStep::clip_gradients(params, max_norm);
+    return optim::clip_grad_norm_to(params, max_norm, global_norm(comm_, params, {}));  // blocks over ranks
+  }
 
   double run(const data::Batch& batch, int64_t whole, int64_t micro, bool step_ends, int64_t step) override {
     const int64_t local = static_cast<int64_t>(dp_.local_shards().size());

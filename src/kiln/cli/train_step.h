@@ -36,6 +36,8 @@ class GradientStep {
   // Clips the step's gradients by their global norm (over the whole model, wherever its parts
   // live); returns that norm.
   virtual double clip_gradients(const std::vector<Tensor>& params, double max_norm);
+  // After the optimiser's step (ZeRO: gathers the updated parameter blocks).
+  virtual void after_update() {}
   // Makes the whole model current on every rank (before evaluation and checkpoints).
   virtual void gather_model() {}
   // False when this rank's optimiser holds only part of the state (the checkpoint then carries

@@ -124,6 +124,8 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
 
   Task task = make_task(c, resumed ? &resumed->state.extra : nullptr);
   nn::ModulePtr model = nn::make_model(task.spec, c.seed);
+  KILN_CHECK(!(opt.resume && c.dist.zero), "ddp: --resume with dist.zero is not supported yet (the optimiser state "
+             "is sharded over the ranks)\nhelp: resume without dist.zero, or start again");
   KILN_CHECK(!(opt.resume && (c.dist.strategy == "pipeline" || c.dist.strategy == "tensor")), c.dist.strategy,
              ": --resume is not supported yet (each rank's optimiser state covers only its part of the model)",
              "\nhelp: start again, or train with dist.strategy=ddp");
@@ -211,6 +213,7 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
         optimizer->set_lr(schedule->lr_at(state.step));
         optimizer->step();
         optimizer->zero_grad();
+        grads->after_update();
         ++state.step;
         if (tb) tb->add_scalar("train/loss", loss_value, state.step);
         if (c.train.checkpoint_every > 0 && state.step % c.train.checkpoint_every == 0 && !last_in_epoch) save();
@@ -264,6 +267,8 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   summary.allreduce_seconds = grads->totals().allreduce_seconds;
   summary.allreduce_exposed_seconds = grads->totals().allreduce_exposed_seconds;
   summary.bytes_sent = comm.stats().bytes_sent - bytes_at_start;
+  for (auto& [name, t] : optimizer->state_dict())
+    summary.optimizer_state_bytes += t.numel() * static_cast<int64_t>(element_size(t.dtype()));
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   return summary;
 }

@@ -29,7 +29,8 @@ struct TrainSummary {
   double allreduce_seconds = 0.0;          // communication-thread time reducing gradients
   double allreduce_exposed_seconds = 0.0;  // of which the steps waited for after backward
   int64_t bytes_sent = 0;                  // by this rank
-  double staleness_mean = 0.0;             // ps: mean staleness of the pushes (rank 0)
+  double staleness_mean = 0.0;
+  int64_t optimizer_state_bytes = 0;       // this rank's optimiser state (sharded under ZeRO)             // ps: mean staleness of the pushes (rank 0)
 };
 
 TrainSummary train(const TrainConfig& config, const TrainOptions& options);

@@ -28,12 +28,21 @@ DataParallel::DataParallel(Communicator& comm, std::vector<Tensor> params, DataP
   KILN_CHECK(options.bucket_bytes >= 4, "ddp: dist.bucket_mb is too small");
   for (int64_t s = comm.rank(); s < shards_; s += n) local_shards_.push_back(s);
 
-  // Buckets in the order backward produces gradients: the model's last parameters first.
+  // Buckets in the order backward produces gradients: the model's last parameters first. With
+  // ZeRO each bucket is padded to a multiple of the world size, so it splits into equal blocks.
+  zero_ = options.zero;
   int64_t offset = 0;
+  auto close_bucket = [&] {
+    Bucket& b = buckets_.back();
+    b.padded = zero_ ? (b.hi - b.lo + n - 1) / n * n : b.hi - b.lo;
+    offset = b.lo + b.padded;
+  };
   for (auto it = params.rbegin(); it != params.rend(); ++it) {
     KILN_CHECK_TYPE(it->dtype() == DType::f32, "ddp: parameters must be f32, got ", it->str());
-    if (buckets_.empty() || (buckets_.back().hi - buckets_.back().lo) * 4 >= options.bucket_bytes)
-      buckets_.push_back({offset, offset, 0, 0, nullptr});
+    if (buckets_.empty() || (buckets_.back().hi - buckets_.back().lo) * 4 >= options.bucket_bytes) {
+      if (!buckets_.empty()) close_bucket();
+      buckets_.push_back({offset, offset, 0, 0, 0, nullptr});
+    }
     Bucket& b = buckets_.back();
     index_[&it->impl()] = params_.size();
     params_.push_back({*it, offset, it->numel(), static_cast<int64_t>(buckets_.size()) - 1});
@@ -41,11 +50,44 @@ DataParallel::DataParallel(Communicator& comm, std::vector<Tensor> params, DataP
     b.hi = offset;
     ++b.params;
   }
+  if (!buckets_.empty()) close_bucket();
   KILN_CHECK(all_equal(comm, offset) && all_equal(comm, static_cast<int64_t>(params_.size())),
              "ddp: the ranks' models differ (rank ", comm.rank(), " has ", params_.size(), " parameters, ", offset,
              " values)");
   for (size_t j = 0; j < local_shards_.size(); ++j) acc_.push_back(Tensor::zeros({offset}));
   taken_.assign(params_.size(), false);
+  if (zero_) {
+    KILN_CHECK(!compressor_, "ddp: ZeRO (dist.zero) and gradient compression cannot be combined yet");
+    // This rank's block of every bucket: its values, the gradient block the reduce-scatter
+    // delivers, and (in the optimiser) its state. Padding stays zero.
+    Tensor flat = Tensor::zeros({offset});
+    for (auto& p : params_) {
+      Tensor v = contiguous_raw(p.tensor.detach());
+      std::copy(v.data<float>(), v.data<float>() + p.numel, flat.data<float>() + p.offset);
+    }
+    for (auto& b : buckets_) {
+      const int64_t block = b.padded / n;
+      Tensor mine = clone_raw(flat.as_strided({block}, {1}, b.lo + comm.rank() * block));
+      mine.set_requires_grad(true);
+      shard_params_.push_back(mine);
+      shard_grads_.push_back(Tensor::zeros({block}));
+    }
+  }
+}
+
+void DataParallel::after_update() {
+  if (!zero_) return;
+  // Every rank's updated blocks, gathered into the whole flat parameter vector, then into the
+  // parameters themselves.
+  Tensor flat = Tensor::empty({acc_[0].numel()});
+  std::vector<WorkHandle> works;
+  for (size_t i = 0; i < buckets_.size(); ++i)
+    works.push_back(comm_.allgather(shard_params_[i].detach(), flat.as_strided({buckets_[i].padded}, {1}, buckets_[i].lo)));
+  for (auto& w : works) w->wait();
+  for (auto& p : params_) {
+    std::copy(flat.data<float>() + p.offset, flat.data<float>() + p.offset + p.numel, p.tensor.data<float>());
+    p.tensor.bump_version();
+  }
 }
 
 DataParallel::~DataParallel() {
@@ -115,6 +157,9 @@ void DataParallel::launch_ready_buckets() {
     tree_reduce(leaves, n, DType::f32);  // this rank's shards: T(L), into acc_[0]
     if (compressor_)
       compressor_->post(comm_, static_cast<int64_t>(next_launch_ - 1), acc_[0].data<float>() + b.lo, n);
+    else if (zero_)  // ZeRO stage 1: each rank receives only its block of the summed bucket
+      b.work = comm_.reduce_scatter(acc_[0].as_strided({b.padded}, {1}, b.lo), shard_grads_[next_launch_ - 1],
+                                    ReduceOp::sum);
     else
       b.work = comm_.allreduce(acc_[0].as_strided({n}, {1}, b.lo), ReduceOp::sum);
   }
@@ -152,6 +197,10 @@ void DataParallel::finish_step() {
   stats_.backward_end = seconds_since_boot(t0);
   stats_.reduced = seconds_since_boot(t1);
   stats_.buckets = static_cast<int64_t>(buckets_.size());
+  if (zero_) {
+    for (size_t i = 0; i < buckets_.size(); ++i) shard_params_[i].set_grad(clone_raw(shard_grads_[i]));
+    return;
+  }
   // The summed gradient stays in acc_[0]; .grad views it (the optimiser and clipping may write
   // it in place: acc_[0] is overwritten at the next step's first micro-step anyway).
   for (auto& p : params_)

@@ -38,6 +38,11 @@ struct DataParallelOptions {
   std::string compression = "none";  // none | topk | int8 (compression.h)
   double topk_ratio = 0.01;
   int64_t topk_warmup = 0;  // steps of density warm-up (25% down to topk_ratio)
+  // ZeRO stage 1 (Rajbhandari et al. 2020): the optimiser state is sharded. Buckets are
+  // reduce-scattered instead of allreduced, each rank's optimiser updates only its block of the
+  // parameters (shard_parameters()), and after_update() allgathers the blocks. Adam and SGD are
+  // elementwise, so the result is bit for bit that of plain data parallelism.
+  bool zero = false;
 };
 
 // One step's reduction, for the overlap figure: hidden = 1 - exposed / reduce.
@@ -74,6 +79,12 @@ class DataParallel {
 
   const OverlapStats& last_step() const { return stats_; }
 
+  bool zero() const { return zero_; }
+  // ZeRO: the tensors this rank's optimiser owns (one block per bucket); their .grad is set by
+  // end_backward() of the last backward. Call after_update() after the optimiser's step.
+  const std::vector<Tensor>& shard_parameters() const { return shard_params_; }
+  void after_update();
+
  private:
   struct Param {
     Tensor tensor;
@@ -81,6 +92,7 @@ class DataParallel {
   };
   struct Bucket {
     int64_t lo = 0, hi = 0;  // element range in the flat gradient
+    int64_t padded = 0;      // hi - lo, rounded up to a multiple of the world size under ZeRO
     int64_t params = 0;      // parameters in it
     int64_t pending = 0;     // still waiting for their gradient in the last backward
     WorkHandle work;
@@ -92,6 +104,8 @@ class DataParallel {
   Communicator& comm_;
   int64_t shards_ = 1;
   bool overlap_ = true;
+  bool zero_ = false;
+  std::vector<Tensor> shard_params_, shard_grads_;  // ZeRO: this rank's block of each bucket
   std::vector<int64_t> local_shards_;
   std::vector<Param> params_;  // in bucket order: the model's last parameters first
   std::unordered_map<const TensorImpl*, size_t> index_;

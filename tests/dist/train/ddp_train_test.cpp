@@ -68,12 +68,14 @@ std::string out_dir(const std::string& name) {
   return d.string();
 }
 
-// Every model and optimiser tensor bit for bit; names the first that differs.
-void expect_same_bits(const std::string& a_dir, const std::string& b_dir) {
+// Every model (and optimiser) tensor bit for bit; names the first that differs.
+void expect_same_bits(const std::string& a_dir, const std::string& b_dir, bool with_optimizer = true) {
   io::Checkpoint a = io::load_checkpoint(a_dir + "/checkpoint.safetensors");
   io::Checkpoint b = io::load_checkpoint(b_dir + "/checkpoint.safetensors");
   EXPECT_EQ(a.state.step, b.state.step);
-  for (auto maps : {std::make_pair(&a.model, &b.model), std::make_pair(&a.optim, &b.optim)}) {
+  std::vector<std::pair<nn::StateDict*, nn::StateDict*>> maps = {{&a.model, &b.model}};
+  if (with_optimizer) maps.emplace_back(&a.optim, &b.optim);
+  for (auto maps : maps) {
     ASSERT_EQ(maps.first->size(), maps.second->size());
     for (auto& [name, t] : *maps.first) {
       const Tensor& u = maps.second->at(name);
@@ -215,6 +217,50 @@ TEST(MultiHost, DdpAcrossTwoNetworkHostsEqualsOneProcessBitwise) {
   const size_t at = r.out.find("host 1 sent ");
   ASSERT_NE(at, std::string::npos) << r.out;
   EXPECT_GT(std::stoll(r.out.substr(at + 12)), 20 * 235146 * 4 / 2) << r.out;
+}
+
+TEST(ParameterServerTraining, OneServerTwoWorkersForEachConsistencyModel) {
+  for (const char* mode : {"bsp", "asp", "ssp"}) {
+    const std::string dir = out_dir(std::string("ps_") + mode);
+    Result r = run(mpirun(3) + kKiln + " train " + kMnist + " --out " + dir + kShort +
+                   " --set threads=1 --set train.max_steps=30 --set dist.strategy=ps --set dist.ps_mode=" + mode);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_NE(r.out.find("[rank 0/3] ps: server 0 of 1"), std::string::npos) << r.out;
+    // BSP: one update per clock from both workers' mean, never stale; ASP and SSP: every push.
+    const std::string updates = std::string(mode) == "bsp" ? "ps: 30 updates, staleness histogram {\"0\":60}"
+                                                           : "ps: 60 updates";
+    EXPECT_NE(r.out.find(updates), std::string::npos) << r.out;
+    io::Checkpoint ck = io::load_checkpoint(dir + "/checkpoint.safetensors");
+    EXPECT_EQ(ck.model.size(), 6u);
+  }
+  Result alone = run(mpirun(1) + kKiln + " train " + kMnist + " --out " + out_dir("ps_alone") + kShort +
+                     " --set dist.strategy=ps");
+  EXPECT_NE(alone.rc, 0);
+  EXPECT_NE(alone.out.find("kiln: error: ps: 1 server(s) need at least one more rank for a worker"), std::string::npos)
+      << alone.out;
+}
+
+int64_t json_int(const std::string& out, const std::string& key) {
+  const size_t at = out.find("\"" + key + "\":");
+  return at == std::string::npos ? -1 : std::stoll(out.substr(at + key.size() + 3));
+}
+
+TEST(DataParallel, ZeroStageOneEqualsOneProcessBitwiseWithAShareOfTheOptimiserState) {
+  const std::string common = " train " + kMnist + kShort + " --set train.max_steps=30 --set dist.shards=4";
+  const std::string one = out_dir("zero_1");
+  Result r1 = run(kKiln + common + " --set threads=2 --out " + one);
+  ASSERT_EQ(r1.rc, 0) << r1.out;
+  const int64_t whole_state = json_int(r1.out, "optimizer_state_bytes_rank0");
+  EXPECT_GT(whole_state, 2 * 235146 * 4 - 1) << r1.out;  // Adam: two moments per parameter
+  for (int ranks : {2, 4}) {
+    const std::string dir = out_dir("zero_" + std::to_string(ranks));
+    Result r = run(mpirun(ranks) + kKiln + common + " --set threads=1 --set dist.strategy=ddp --set dist.zero=true" +
+                   " --out " + dir);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    expect_same_bits(one, dir, /*with_optimizer=*/false);
+    const int64_t mine = json_int(r.out, "optimizer_state_bytes_rank0");
+    EXPECT_LE(mine, whole_state / ranks + 64 * 4) << r.out;  // 1/N of the moments, plus padding
+  }
 }
 
 // The pid of the process with OMPI_COMM_WORLD_RANK=rank among mpirun's children.
