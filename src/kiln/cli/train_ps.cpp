@@ -26,7 +26,8 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::vect
 TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Communicator& comm) {
   auto wall_start = std::chrono::steady_clock::now();
   KILN_CHECK(!opt.resume, "ps: --resume is not supported yet\nhelp: start the run again");
-  const dist::PsOptions po{static_cast<int>(c.dist.servers), c.dist.ps_mode, c.dist.staleness};
+  const dist::PsOptions po{static_cast<int>(c.dist.servers), c.dist.ps_mode,     c.dist.staleness,
+                           c.dist.compression,                c.dist.topk_ratio, c.dist.topk_warmup_steps};
   dist::check_all(comm, po.servers >= 1 && po.servers < comm.size(),
                   detail::concat("ps: ", po.servers, " server(s) need at least one more rank for a worker, but ",
                                  comm.size(), " ranks were started\nhelp: start at least ", po.servers + 1,

@@ -21,6 +21,25 @@
 
 namespace kiln::dist {
 
+// One gradient vector to bytes and back, with error feedback: encode() adds the gradient to the
+// caller's residual, writes the message and leaves in the residual what was not sent. `exchange`
+// counts previous messages of this vector (top-k's density warm-up depends on it; sender and
+// receiver must agree). Shared by data parallelism (gathered) and the parameter server (pushed).
+class GradientCodec {
+ public:
+  GradientCodec(std::string kind, double topk_ratio = 0.01, int64_t topk_warmup = 0);  // "topk" | "int8"
+  const std::string& kind() const { return kind_; }
+  int64_t encoded_bytes(int64_t n, int64_t exchange) const;
+  void encode(const float* grad, int64_t n, std::vector<float>& residual, uint8_t* out, int64_t exchange) const;
+  void decode_add(const uint8_t* msg, int64_t n, float* out, int64_t exchange) const;  // out += message
+
+ private:
+  int64_t topk_count(int64_t n, int64_t exchange) const;
+  std::string kind_;
+  double ratio_;
+  int64_t warmup_;
+};
+
 class GradientCompressor {
  public:
   virtual ~GradientCompressor() = default;

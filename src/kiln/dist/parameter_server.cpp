@@ -1,6 +1,7 @@
 #include "kiln/dist/parameter_server.h"
 
 #include <algorithm>
+#include <optional>
 #include <cstring>
 #include <thread>
 
@@ -16,6 +17,11 @@ std::vector<int64_t> sizes_of(const std::vector<Tensor>& params) {
   return s;
 }
 
+std::optional<GradientCodec> codec_of(const PsOptions& o) {
+  if (o.compression == "none") return std::nullopt;
+  return GradientCodec(o.compression, o.topk_ratio, o.topk_warmup);
+}
+
 void check_roles(const Communicator& comm, const PsOptions& o) {
   KILN_CHECK(o.servers >= 1 && o.servers < comm.size(), "ps: ", o.servers, " server(s) need at least one more rank "
              "for a worker, but the world has ", comm.size(), "\nhelp: start at least ", o.servers + 1,
@@ -25,6 +31,11 @@ void check_roles(const Communicator& comm, const PsOptions& o) {
   KILN_CHECK(o.staleness >= 0, "ps: dist.staleness must be >= 0, got ", o.staleness);
 }
 }  // namespace
+
+int64_t push_bytes(const PsOptions& options, int64_t n, int64_t exchange) {
+  auto codec = codec_of(options);
+  return 8 + (codec ? codec->encoded_bytes(n, exchange) : 4 * n);
+}
 
 PsLayout::PsLayout(const std::vector<int64_t>& param_sizes, int servers) : sizes_(param_sizes), servers_(servers) {
   offsets_.assign(static_cast<size_t>(servers), std::vector<int64_t>(sizes_.size(), 0));
@@ -73,13 +84,37 @@ void ParameterServer::run() {
   const int64_t n = layout_.server_size(comm_.rank());
   std::vector<Tensor> inbox, outbox;
   std::vector<WorkHandle> pushes(static_cast<size_t>(W)), replies(static_cast<size_t>(W));
+  std::vector<int64_t> received(static_cast<size_t>(W), 0);  // pushes from each worker so far
+  const auto codec = codec_of(options_);
+  std::vector<float> dense(static_cast<size_t>(n));
+  // The clock of worker w's latest push and its gradient, decoded into `dense`.
+  auto clock_of = [&](int w) {
+    int64_t c = 0;
+    std::memcpy(&c, inbox[static_cast<size_t>(w)].data<uint8_t>(), sizeof c);
+    return c;
+  };
+  auto decode = [&](int w) -> const float* {
+    const uint8_t* payload = inbox[static_cast<size_t>(w)].data<uint8_t>() + 8;
+    if (!codec) {
+      std::memcpy(dense.data(), payload, static_cast<size_t>(n) * sizeof(float));
+    } else {
+      std::fill(dense.begin(), dense.end(), 0.f);
+      codec->decode_add(payload, n, dense.data(), received[static_cast<size_t>(w)] - 1);
+    }
+    return dense.data();
+  };
   std::vector<int64_t> clock(static_cast<size_t>(W), 0), base(static_cast<size_t>(W), 0);
   std::vector<bool> active(static_cast<size_t>(W), true), waiting(static_cast<size_t>(W), false);
   for (int w = 0; w < W; ++w) {
-    inbox.push_back(Tensor::empty({1 + n}));
+    inbox.emplace_back();
     outbox.push_back(Tensor::empty({1 + n}));
   }
-  auto listen = [&](int w) { pushes[static_cast<size_t>(w)] = comm_.recv(inbox[static_cast<size_t>(w)], S + w, kPushTag); };
+  auto listen = [&](int w) {
+    Tensor& box = inbox[static_cast<size_t>(w)];
+    const int64_t bytes = push_bytes(options_, n, received[static_cast<size_t>(w)]++);
+    if (!box.defined() || box.numel() != bytes) box = Tensor::empty({bytes}, DType::u8);
+    pushes[static_cast<size_t>(w)] = comm_.recv(box, S + w, kPushTag);
+  };
   auto answer = [&](int w) {
     auto& r = replies[static_cast<size_t>(w)];
     if (r) r->wait();  // the previous answer must have left before its buffer is refilled
@@ -99,7 +134,7 @@ void ParameterServer::run() {
       int done = 0;
       for (int w = 0; w < W; ++w) {
         pushes[static_cast<size_t>(w)]->wait();
-        done += inbox[static_cast<size_t>(w)].data<float>()[0] < 0;
+        done += clock_of(w) < 0;
       }
       if (done == W) break;
       KILN_CHECK(done == 0, "ps (bsp): ", done, " of ", W, " workers finished while others sent gradients: the "
@@ -107,7 +142,7 @@ void ParameterServer::run() {
       // The mean of the workers' gradients, summed in worker order (the same bits every run).
       std::fill(mean.begin(), mean.end(), 0.f);
       for (int w = 0; w < W; ++w) {
-        const float* g = inbox[static_cast<size_t>(w)].data<float>() + 1;
+        const float* g = decode(w);
         for (int64_t i = 0; i < n; ++i) mean[static_cast<size_t>(i)] += g[i];
       }
       histogram_[0] += W;
@@ -123,14 +158,14 @@ void ParameterServer::run() {
         if (!active[static_cast<size_t>(w)] || waiting[static_cast<size_t>(w)] || !pushes[static_cast<size_t>(w)]->done()) continue;
         pushes[static_cast<size_t>(w)]->wait();  // rethrows a failed receive
         progressed = true;
-        const float* msg = inbox[static_cast<size_t>(w)].data<float>();
-        if (msg[0] < 0) {
+        const int64_t c = clock_of(w);
+        if (c < 0) {
           active[static_cast<size_t>(w)] = false;
           continue;
         }
         ++histogram_[version_ - base[static_cast<size_t>(w)]];
-        apply(msg + 1, 1.0);
-        clock[static_cast<size_t>(w)] = static_cast<int64_t>(msg[0]);
+        apply(decode(w), 1.0);
+        clock[static_cast<size_t>(w)] = c;
         waiting[static_cast<size_t>(w)] = true;
       }
       // Answer every waiting worker within the staleness bound of the slowest active one.
@@ -166,29 +201,34 @@ PsWorker::PsWorker(Communicator& comm, std::vector<Tensor> params, PsOptions opt
 }
 
 void PsWorker::push_pull(int64_t clock) {
+  const auto codec = codec_of(options_);
+  if (codec && residuals_.empty()) residuals_.resize(static_cast<size_t>(options_.servers));
   std::vector<Tensor> out, in;
   std::vector<WorkHandle> works;
+  std::vector<float> shard;
   for (int s = 0; s < options_.servers; ++s) {
     const int64_t n = layout_.server_size(s);
-    Tensor msg = Tensor::empty({1 + n});
-    float* m = msg.data<float>();
-    m[0] = static_cast<float>(clock);
+    // This server's shards of every gradient, flat, in its store's layout.
+    shard.assign(static_cast<size_t>(n), 0.f);
     for (int64_t p = 0; p < layout_.params(); ++p) {
-      const int64_t lo = layout_.shard_lo(p, s), hi = layout_.shard_hi(p, s);
-      float* dst = m + 1 + layout_.offset(p, s);
       Tensor g = params_[static_cast<size_t>(p)].grad();
-      if (!g.defined()) {
-        std::fill(dst, dst + (hi - lo), 0.f);
-        continue;
-      }
+      if (!g.defined()) continue;
       g = contiguous_raw(g);
-      std::memcpy(dst, g.data<float>() + lo, static_cast<size_t>(hi - lo) * sizeof(float));
+      const int64_t lo = layout_.shard_lo(p, s), hi = layout_.shard_hi(p, s);
+      std::memcpy(shard.data() + layout_.offset(p, s), g.data<float>() + lo, static_cast<size_t>(hi - lo) * sizeof(float));
     }
+    Tensor msg = Tensor::empty({push_bytes(options_, n, pushes_)}, DType::u8);
+    std::memcpy(msg.data<uint8_t>(), &clock, sizeof clock);
+    if (codec)
+      codec->encode(shard.data(), n, residuals_[static_cast<size_t>(s)], msg.data<uint8_t>() + 8, pushes_);
+    else
+      std::memcpy(msg.data<uint8_t>() + 8, shard.data(), static_cast<size_t>(n) * sizeof(float));
     out.push_back(msg);
     in.push_back(Tensor::empty({1 + n}));
     works.push_back(comm_.send(msg, s, kPushTag));
     works.push_back(comm_.recv(in.back(), s, kReplyTag));
   }
+  ++pushes_;
   for (auto& w : works) w->wait();
   for (int s = 0; s < options_.servers; ++s) {
     const float* m = in[static_cast<size_t>(s)].data<float>() + 1;
@@ -204,8 +244,10 @@ void PsWorker::push_pull(int64_t clock) {
 void PsWorker::finish() {
   std::vector<Tensor> out;
   std::vector<WorkHandle> works;
+  const int64_t done = -1;
   for (int s = 0; s < options_.servers; ++s) {
-    out.push_back(Tensor::full({1 + layout_.server_size(s)}, -1.0));
+    out.push_back(Tensor::zeros({push_bytes(options_, layout_.server_size(s), pushes_)}, DType::u8));
+    std::memcpy(out.back().data<uint8_t>(), &done, sizeof done);
     works.push_back(comm_.send(out.back(), s, kPushTag));
   }
   for (auto& w : works) w->wait();

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "kiln/dist/communicator.h"
+#include "kiln/dist/compression.h"
 #include "kiln/optim/optimizer.h"
 
 namespace kiln::dist {
@@ -32,6 +33,11 @@ struct PsOptions {
   int servers = 1;
   std::string mode = "bsp";  // bsp | asp | ssp
   int64_t staleness = 2;     // ssp bound
+  // Pushed gradients compressed with error feedback on the worker (compression.h); parameters
+  // come back dense.
+  std::string compression = "none";  // none | topk | int8
+  double topk_ratio = 0.01;
+  int64_t topk_warmup = 0;
 };
 
 // Where each (parameter, shard) lives in a server's flat buffer.
@@ -100,7 +106,13 @@ class PsWorker {
   std::vector<Tensor> params_;
   PsOptions options_;
   PsLayout layout_;
+  std::vector<std::vector<float>> residuals_;  // per server, with compression
+  int64_t pushes_ = 0;
 };
+
+// A push on the wire: an int64 clock (-1: the worker is done), then the gradient shard, dense f32
+// or encoded. Its size depends on how many pushes the worker made before (top-k warm-up).
+int64_t push_bytes(const PsOptions& options, int64_t n, int64_t exchange);
 
 // The server rank whose store holds the whole model at the end (rank 0) collects the other
 // servers' shards into `params` (a collective among servers only).

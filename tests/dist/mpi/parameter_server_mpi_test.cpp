@@ -111,6 +111,41 @@ TEST(ParameterServer, AspLetsTheFastWorkerRunAhead) {
   }
 }
 
+TEST(ParameterServer, CompressedPushesWithErrorFeedback) {
+  Communicator& c = world();
+  for (const char* kind : {"topk", "int8"}) {
+    PsOptions o = options(c, "bsp");
+    o.compression = kind;
+    o.topk_ratio = 0.5;  // half of each shard per push: the rest arrives with the next push
+    const int workers = c.size() - o.servers;
+    auto params = params_of_ones();
+    if (c.rank() < o.servers) {
+      ParameterServer ps(c, params, o, subtract());
+      ps.run();
+      continue;
+    }
+    PsWorker worker(c, params, o);
+    const int w = c.rank() - o.servers;
+    // Two pushes of the same gradient g_i = (i + 1) * (w + 1) / 100, then two of zero: with error
+    // feedback everything owed has arrived after the fourth (top-k sends the larger half first).
+    for (int64_t step = 1; step <= 4; ++step) {
+      for (auto& p : params) {
+        Tensor g = Tensor::zeros(p.shape());
+        for (int64_t i = 0; i < p.numel(); ++i) g.data<float>()[i] = step <= 2 ? float(i + 1) * float(w + 1) / 100.f : 0.f;
+        p.set_grad(g);
+      }
+      worker.push_pull(step);
+    }
+    worker.finish();
+    // Each worker owed 2 g; the server subtracted the mean over workers: 2 (i + 1) (W + 1) / 2 / 100.
+    for (auto& p : params)
+      for (int64_t i = 0; i < p.numel(); ++i) {
+        const float want = 1.f - float(i + 1) * float(workers + 1) / 100.f;
+        ASSERT_NEAR(p.data<float>()[i], want, std::string(kind) == "int8" ? 2e-3 : 1e-6) << kind << " " << i;
+      }
+  }
+}
+
 TEST(ParameterServer, NeedsAWorker) {
   Communicator& c = world();
   EXPECT_THROW(ParameterServer(c, params_of_ones(), PsOptions{c.size(), "bsp", 0}, subtract()), ValueError);
