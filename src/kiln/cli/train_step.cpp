@@ -48,7 +48,10 @@ class DataParallelStep : public GradientStep {
     }
     if (comm.size() == 1) return;
     std::vector<Tensor> synced = model_->parameters();
-    for (auto& [name, b] : model_->named_buffers()) synced.push_back(b);
+    for (auto& [name, b] : model_->named_buffers()) {
+      synced.push_back(b);
+      if (b.dtype() == DType::f32) float_buffers_.push_back(b);  // batch-norm running statistics
+    }
     dp_.broadcast_from_root(synced);
     std::string mine;
     for (int64_t s : dp_.local_shards()) {
@@ -67,7 +70,12 @@ class DataParallelStep : public GradientStep {
   std::vector<Tensor> trained_parameters() const override {
     return dp_.zero() ? dp_.shard_parameters() : model_->parameters();
   }
-  void after_update() override { dp_.after_update(); }
+  void after_update() override {
+    dp_.after_update();
+    // Running statistics are updated from each rank's own shards; like PyTorch DDP's
+    // broadcast_buffers, rank 0's are every rank's after each step, so the replicas stay equal.
+    if (!float_buffers_.empty()) dp_.broadcast_from_root(float_buffers_);
+  }
   bool whole_optimizer() const override { return !dp_.zero(); }
   double clip_gradients(const std::vector<Tensor>& params, double max_norm) override {
     if (!dp_.zero()) return GradientStep::clip_gradients(params, max_norm);
@@ -123,6 +131,7 @@ class DataParallelStep : public GradientStep {
   dist::DataParallel dp_;
   bool sharded_ = false;
   std::optional<std::ofstream> timeline_;
+  std::vector<Tensor> float_buffers_;
 };
 
 std::vector<int64_t> parse_split(const std::string& text) {
