@@ -21,8 +21,6 @@
 
 namespace kiln::cli {
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::vector<Tensor> params);  // trainer.cpp
-
 namespace {
 std::vector<int64_t> labels_of(const data::Dataset& d, bool is_text) {
   std::vector<int64_t> labels(static_cast<size_t>(d.size()), 0);
@@ -53,11 +51,7 @@ TrainSummary train_fedavg(const TrainConfig& c, const TrainOptions& opt, dist::C
                                        c.dist.noniid_fraction, c.seed);
   const auto& mine = parts[static_cast<size_t>(comm.rank())];
   KILN_CHECK(!mine.empty(), "fedavg: client ", comm.rank(), " got no examples");
-  data::LoaderOptions lo;
-  lo.batch_size = c.data.batch_size;
-  lo.shuffle = c.data.shuffle;
-  lo.drop_last = c.data.drop_last;
-  lo.num_workers = static_cast<int>(c.data.workers);
+  data::LoaderOptions lo = loader_options(c);
   lo.seed = c.seed + static_cast<uint64_t>(comm.rank());
   data::DataLoader loader(std::make_shared<data::SubsetDataset>(task.train, mine), lo);
   std::fprintf(stderr, "%sfedavg: client %d holds %zu examples (%s split)\n", dist::log_prefix().c_str(), comm.rank(),
@@ -74,11 +68,7 @@ TrainSummary train_fedavg(const TrainConfig& c, const TrainOptions& opt, dist::C
   state.model_name = c.model.name;
   state.extra = task.extra;
 
-  TrainSummary summary;
-  summary.model = c.model.name;
-  summary.unit = task.sample_unit;
-  summary.checkpoint = checkpoint_path(opt.out_dir);
-  summary.world_size = comm.size();
+  TrainSummary summary = start_summary(c, task, opt.out_dir, comm.size());
   const int64_t bytes_at_start = comm.stats().bytes_sent;
   for (int64_t round = 0; round < c.dist.rounds; ++round) {
     model->train();

@@ -21,8 +21,6 @@
 
 namespace kiln::cli {
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::vector<Tensor> params);  // trainer.cpp
-
 TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Communicator& comm) {
   auto wall_start = std::chrono::steady_clock::now();
   KILN_CHECK(!opt.resume, "ps: --resume is not supported yet\nhelp: start the run again");
@@ -40,11 +38,7 @@ TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Commu
 
   Task task = make_task(c);
   nn::ModulePtr model = nn::make_model(task.spec, c.seed);  // the same initial weights everywhere
-  TrainSummary summary;
-  summary.model = c.model.name;
-  summary.unit = task.sample_unit;
-  summary.checkpoint = checkpoint_path(opt.out_dir);
-  summary.world_size = comm.size();
+  TrainSummary summary = start_summary(c, task, opt.out_dir, comm.size());
   const int64_t bytes_at_start = comm.stats().bytes_sent;
 
   if (server) {
@@ -88,12 +82,7 @@ TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Commu
     }
   } else {
     // A worker: its shard of every global batch, gradients to the servers, parameters back.
-    data::LoaderOptions lo;
-    lo.batch_size = c.data.batch_size;
-    lo.shuffle = c.data.shuffle;
-    lo.drop_last = c.data.drop_last;
-    lo.num_workers = static_cast<int>(c.data.workers);
-    lo.seed = c.seed;
+    data::LoaderOptions lo = loader_options(c);
     lo.shard_count = workers;
     lo.shards = {worker};
     data::DataLoader loader(task.train, lo);

@@ -68,6 +68,25 @@ std::string sample_text(nn::Module& model, const Task& task, const TrainConfig& 
 
 std::string checkpoint_path(const std::string& out_dir) { return out_dir + "/checkpoint.safetensors"; }
 
+data::LoaderOptions loader_options(const TrainConfig& c) {
+  data::LoaderOptions lo;
+  lo.batch_size = c.data.batch_size;
+  lo.shuffle = c.data.shuffle;
+  lo.drop_last = c.data.drop_last;
+  lo.num_workers = static_cast<int>(c.data.workers);
+  lo.seed = c.seed;
+  return lo;
+}
+
+TrainSummary start_summary(const TrainConfig& c, const Task& task, const std::string& out_dir, int world_size) {
+  TrainSummary summary;
+  summary.model = c.model.name;
+  summary.unit = task.sample_unit;
+  summary.checkpoint = checkpoint_path(out_dir);
+  summary.world_size = world_size;
+  return summary;
+}
+
 namespace {
 // A run killed while writing a checkpoint leaves its temporary file behind (the previous
 // checkpoint is intact: the rename never happened). Remove such leftovers before going on.
@@ -132,12 +151,7 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   std::unique_ptr<GradientStep> grads = make_gradient_step(c, comm, model, task, opt.out_dir);
   auto optimizer = make_optimizer(c, grads->trained_parameters());
 
-  data::LoaderOptions lo;
-  lo.batch_size = c.data.batch_size;
-  lo.shuffle = c.data.shuffle;
-  lo.drop_last = c.data.drop_last;
-  lo.num_workers = static_cast<int>(c.data.workers);
-  lo.seed = c.seed;
+  data::LoaderOptions lo = loader_options(c);
   grads->configure_loader(lo);
   if (c.data.augment && !task.is_text) {
     // Pad with the normalised value of a black pixel, so padding looks like the image border.
@@ -184,11 +198,7 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
     io::save_checkpoint(ckpt_file, *model, grads->whole_optimizer() ? optimizer.get() : nullptr, state);
   };
 
-  TrainSummary summary;
-  summary.model = c.model.name;
-  summary.unit = task.sample_unit;
-  summary.checkpoint = ckpt_file;
-  summary.world_size = comm.size();
+  TrainSummary summary = start_summary(c, task, opt.out_dir, comm.size());
   const int64_t bytes_at_start = comm.stats().bytes_sent;
   model->train();
   bool stop = c.train.max_steps > 0 && state.step >= c.train.max_steps, ran_epoch = false;

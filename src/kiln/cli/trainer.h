@@ -5,6 +5,9 @@
 #include <string>
 
 #include "kiln/cli/config.h"
+#include "kiln/cli/task.h"
+#include "kiln/data/data_loader.h"
+#include "kiln/optim/optimizer.h"
 
 namespace kiln::cli {
 
@@ -37,5 +40,11 @@ TrainSummary train(const TrainConfig& config, const TrainOptions& options);
 
 // The checkpoint file inside a run directory.
 std::string checkpoint_path(const std::string& out_dir);
+
+// Shared by the training loops (trainer.cpp; train_ps.cpp and train_fedavg.cpp for the
+// strategies with loops of their own).
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::vector<Tensor> params);
+data::LoaderOptions loader_options(const TrainConfig& c);  // batch, shuffle, drop_last, workers, seed
+TrainSummary start_summary(const TrainConfig& c, const Task& task, const std::string& out_dir, int world_size);
 
 }  // namespace kiln::cli
