@@ -29,7 +29,7 @@ class Mailboxes {
     if (q.empty()) return false;
     KILN_CHECK(static_cast<int64_t>(q.front().size()) == bytes, "mailbox: message of ", q.front().size(),
                " bytes for a receive of ", bytes);
-    std::memcpy(out, q.front().data(), static_cast<size_t>(bytes));
+    if (bytes > 0) std::memcpy(out, q.front().data(), static_cast<size_t>(bytes));
     q.pop_front();
     return true;
   }

@@ -79,6 +79,7 @@ void tree_allreduce(Transport& t, void* data_v, int64_t n, DType dtype, ReduceOp
 
 void tree_reduce_scatter(Transport& t, const void* in, void* out, int64_t block, DType dtype, ReduceOp op) {
   const int size = t.size(), r = t.rank();
+  if (block == 0) return;
   const int64_t es = static_cast<int64_t>(element_size(dtype));
   std::vector<char> work(static_cast<size_t>(block * size * es));
   std::memcpy(work.data(), in, work.size());
@@ -96,6 +97,7 @@ void tree_reduce_scatter(Transport& t, const void* in, void* out, int64_t block,
 
 void ring_allgather(Transport& t, const void* in, void* out_v, int64_t bytes) {
   const int size = t.size(), r = t.rank();
+  if (bytes == 0) return;
   char* out = static_cast<char*>(out_v);
   std::memcpy(out + r * bytes, in, static_cast<size_t>(bytes));
   const int next = (r + 1) % size, prev = (r + size - 1) % size;
@@ -107,6 +109,7 @@ void ring_allgather(Transport& t, const void* in, void* out_v, int64_t bytes) {
 
 void tree_broadcast(Transport& t, void* data, int64_t bytes, int root) {
   const int size = t.size();
+  if (bytes == 0) return;
   const int vr = (t.rank() - root + size) % size;  // rank relative to the root
   for (int mask = 1; mask < size; mask *= 2) {
     if (vr < mask) {

@@ -14,7 +14,8 @@ void copy_into(const Tensor& in, const Tensor& out, const char* op) {
   KILN_CHECK(in.is_contiguous() && out.is_contiguous() && in.dtype() == out.dtype() && in.numel() == out.numel(),
              "dist: ", op, ": with one rank, input ", in.str(), " and output ", out.str(),
              " must be contiguous tensors of the same size and dtype");
-  std::memcpy(out.raw_data(), in.raw_data(), static_cast<size_t>(in.numel()) * element_size(in.dtype()));
+  if (in.numel() > 0)
+    std::memcpy(out.raw_data(), in.raw_data(), static_cast<size_t>(in.numel()) * element_size(in.dtype()));
 }
 }  // namespace
 
