@@ -179,6 +179,14 @@ class PipelineStep : public GradientStep {
     return loss * accum;
   }
   void gather_model() override { pipe_->synchronize_model(); }
+  std::string split() const override {
+    std::string out;
+    for (size_t i = 1; i + 1 < pipe_->bounds().size(); ++i) {
+      if (i > 1) out += ',';
+      out += std::to_string(pipe_->bounds()[i]);
+    }
+    return out;
+  }
   double clip_gradients(const std::vector<Tensor>& params, double max_norm) override {
     // Each stage holds its own parameters: the global norm sums every stage's squares.
     return optim::clip_grad_norm_to(params, max_norm, global_norm(comm_, params, {}));

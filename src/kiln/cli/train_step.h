@@ -36,6 +36,9 @@ class GradientStep {
   // Clips the step's gradients by their global norm (over the whole model, wherever its parts
   // live); returns that norm.
   virtual double clip_gradients(const std::vector<Tensor>& params, double max_norm);
+  // Pipeline: the stage starts in use, as dist.split text ("3,6"); a resumed run must reuse it,
+  // since each stage's optimiser state belongs to its layers. Empty for other strategies.
+  virtual std::string split() const { return ""; }
   // After the optimiser's step (ZeRO: gathers the updated parameter blocks).
   virtual void after_update() {}
   // Makes the whole model current on every rank (before evaluation and checkpoints).

@@ -15,6 +15,7 @@
 #include "kiln/core/rng.h"
 #include "kiln/core/thread_pool.h"
 #include "kiln/data/augment.h"
+#include "kiln/cli/rank_state.h"
 #include "kiln/cli/train_step.h"
 #include "kiln/dist/consistency.h"
 #include "kiln/dist/local_communicator.h"
@@ -118,7 +119,8 @@ int64_t global_batch_size(const data::DataLoader& loader, int64_t b, int64_t bat
 TrainSummary train_fedavg(const TrainConfig& c, const TrainOptions& opt, dist::Communicator& comm);  // train_fedavg.cpp
 TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Communicator& comm);      // train_ps.cpp
 
-TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
+TrainSummary train(const TrainConfig& config, const TrainOptions& opt) {
+  TrainConfig c = config;  // a resumed pipeline adopts the checkpoint's stage split (below)
   auto wall_start = std::chrono::steady_clock::now();
   dist::Communicator& comm = communicator_for(c);
   const bool root = comm.rank() == 0;
@@ -143,13 +145,34 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
 
   Task task = make_task(c, resumed ? &resumed->state.extra : nullptr);
   nn::ModulePtr model = nn::make_model(task.spec, c.seed);
-  KILN_CHECK(!(opt.resume && c.dist.zero), "ddp: --resume with dist.zero is not supported yet (the optimiser state "
-             "is sharded over the ranks)\nhelp: resume without dist.zero, or start again");
-  KILN_CHECK(!(opt.resume && (c.dist.strategy == "pipeline" || c.dist.strategy == "tensor")), c.dist.strategy,
-             ": --resume is not supported yet (each rank's optimiser state covers only its part of the model)",
-             "\nhelp: start again, or train with dist.strategy=ddp");
+  // The weights first: strategies copy slices of them when they start (tensor parallel, ZeRO).
+  if (resumed) {
+    model->load_state_dict(resumed->model);
+    auto ranks = resumed->state.extra.find(kPerRankOptimizer);
+    dist::check_all(comm, ranks == resumed->state.extra.end() || ranks->second == std::to_string(comm.size()),
+                    detail::concat("--resume: the checkpoint was written by ",
+                                   ranks == resumed->state.extra.end() ? "" : ranks->second,
+                                   " ranks; its per-rank optimiser state needs as many, not ", comm.size()));
+    auto split = resumed->state.extra.find(kPipelineSplit);
+    if (split != resumed->state.extra.end()) c.dist.split = split->second;
+  }
   std::unique_ptr<GradientStep> grads = make_gradient_step(c, comm, model, task, opt.out_dir);
   auto optimizer = make_optimizer(c, grads->trained_parameters());
+  if (resumed) {
+    // Whole optimiser state in the checkpoint, or one file per rank (rank_state.h).
+    auto per_rank = resumed->state.extra.find(kPerRankOptimizer);
+    const bool saved_per_rank = per_rank != resumed->state.extra.end();
+    dist::check_all(comm, saved_per_rank == !grads->whole_optimizer(),
+                    detail::concat("--resume: the checkpoint keeps its optimiser state ",
+                                   saved_per_rank ? "per rank" : "whole", ", but this run's strategy keeps it ",
+                                   grads->whole_optimizer() ? "whole" : "per rank",
+                                   "\nhelp: resume with the strategy (and dist.zero) the run was started with"));
+    if (saved_per_rank) {
+      optimizer->load_state_dict(load_rank_optimizer(opt.out_dir, resumed->state.step, comm.rank()));
+    } else {
+      optimizer->load_state_dict(resumed->optim);
+    }
+  }
 
   data::LoaderOptions lo = loader_options(c);
   grads->configure_loader(lo);
@@ -167,9 +190,9 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
   state.config_toml = to_toml(c);
   state.model_name = c.model.name;
   state.extra = task.extra;
+  if (!grads->whole_optimizer()) state.extra[kPerRankOptimizer] = std::to_string(comm.size());
+  if (!grads->split().empty()) state.extra[kPipelineSplit] = grads->split();
   if (resumed) {
-    model->load_state_dict(resumed->model);
-    optimizer->load_state_dict(resumed->optim);
     state.step = resumed->state.step;
     state.loader = resumed->state.loader;
     state.epoch_loss_sum = resumed->state.epoch_loss_sum;
@@ -192,10 +215,20 @@ TrainSummary train(const TrainConfig& c, const TrainOptions& opt) {
     KILN_CHECK(dist::all_equal(comm, state.step), "dist: ranks disagree on the step (this rank is at ", state.step,
                ") before a checkpoint");
     grads->gather_model();
-    if (!root) return;
-    state.loader = loader.state();
-    state.rng = default_generator().state();
-    io::save_checkpoint(ckpt_file, *model, grads->whole_optimizer() ? optimizer.get() : nullptr, state);
+    const bool per_rank = !grads->whole_optimizer();
+    if (per_rank) {
+      save_rank_optimizer(opt.out_dir, state.step, comm.rank(), *optimizer);
+      comm.barrier()->wait();  // every rank's file exists before the checkpoint names this step
+    }
+    if (root) {
+      state.loader = loader.state();
+      state.rng = default_generator().state();
+      io::save_checkpoint(ckpt_file, *model, per_rank ? nullptr : optimizer.get(), state);
+    }
+    if (per_rank) {
+      comm.barrier()->wait();  // the checkpoint names this step now: older files can go
+      remove_old_rank_optimizers(opt.out_dir, state.step, comm.rank());
+    }
   };
 
   TrainSummary summary = start_summary(c, task, opt.out_dir, comm.size());
