@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "kiln/dist/communicator.h"
+
 namespace kiln::cli {
 
 namespace {
@@ -52,14 +54,14 @@ void Progress::update(int64_t batch, double loss, int64_t samples) {
     int filled = batches_ > 0 ? static_cast<int>(kWidth * done / batches_) : 0;
     std::string bar(static_cast<size_t>(filled), '#');
     bar.resize(kWidth, '.');
-    std::fprintf(stderr, "\r\033[Kepoch %lld/%lld [%s] %lld/%lld loss %.4f %.0f %s/s ETA %s",
-                 static_cast<long long>(epoch_ + 1), static_cast<long long>(epochs_), bar.c_str(),
+    std::fprintf(stderr, "\r\033[K%sepoch %lld/%lld [%s] %lld/%lld loss %.4f %.0f %s/s ETA %s",
+                 dist::log_prefix().c_str(), static_cast<long long>(epoch_ + 1), static_cast<long long>(epochs_), bar.c_str(),
                  static_cast<long long>(done), static_cast<long long>(batches_), loss, rate, unit_.c_str(),
                  format_duration(eta).c_str());
     bar_visible_ = true;
   } else if (done % log_every_ == 0 || done == batches_) {
-    std::fprintf(stderr, "epoch %lld/%lld batch %lld/%lld loss %.4f %.0f %s/s eta %s\n",
-                 static_cast<long long>(epoch_ + 1), static_cast<long long>(epochs_), static_cast<long long>(done),
+    std::fprintf(stderr, "%sepoch %lld/%lld batch %lld/%lld loss %.4f %.0f %s/s eta %s\n",
+                 dist::log_prefix().c_str(), static_cast<long long>(epoch_ + 1), static_cast<long long>(epochs_), static_cast<long long>(done),
                  static_cast<long long>(batches_), loss, rate, unit_.c_str(), format_duration(eta).c_str());
   }
 }
@@ -72,7 +74,7 @@ void Progress::end_epoch() {
 void Progress::message(const std::string& line) {
   if (!enabled_) return;
   if (bar_visible_) std::fputs("\r\033[K", stderr);
-  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fprintf(stderr, "%s%s\n", dist::log_prefix().c_str(), line.c_str());
   bar_visible_ = false;
 }
 
