@@ -13,6 +13,7 @@
 #include "kiln/core/thread_pool.h"
 #include "kiln/data/data_loader.h"
 #include "kiln/data/subset.h"
+#include "kiln/dist/consistency.h"
 #include "kiln/dist/federated.h"
 #include "kiln/io/atomic_file.h"
 #include "kiln/io/checkpoint.h"
@@ -22,6 +23,8 @@
 namespace kiln::cli {
 
 namespace {
+constexpr const char* kRoundsDone = "extra.fedavg_rounds_done";  // checkpoint metadata
+
 std::vector<int64_t> labels_of(const data::Dataset& d, bool is_text) {
   std::vector<int64_t> labels(static_cast<size_t>(d.size()), 0);
   if (is_text) return labels;  // no classes: only the iid split applies
@@ -32,7 +35,6 @@ std::vector<int64_t> labels_of(const data::Dataset& d, bool is_text) {
 
 TrainSummary train_fedavg(const TrainConfig& c, const TrainOptions& opt, dist::Communicator& comm) {
   auto wall_start = std::chrono::steady_clock::now();
-  KILN_CHECK(!opt.resume, "fedavg: --resume is not supported yet\nhelp: start the rounds again");
   const bool root = comm.rank() == 0;
   set_num_threads(static_cast<int>(c.threads));
   manual_seed(c.seed);
@@ -42,6 +44,20 @@ TrainSummary train_fedavg(const TrainConfig& c, const TrainOptions& opt, dist::C
   KILN_CHECK(!(task.is_text && c.dist.partition == "noniid"), "fedavg: a non-IID split needs classes; the text task "
              "has none\nhelp: --set dist.partition=iid");
   nn::ModulePtr model = nn::make_model(task.spec, c.seed);
+  // Resuming: the averaged model of the last finished round; every round starts with a fresh
+  // optimiser and each client's data order is a function of (seed, rank, epoch), so nothing else
+  // is needed to continue exactly.
+  int64_t first_round = 0, steps_done = 0;
+  if (opt.resume) {
+    const std::string ckpt = checkpoint_path(opt.out_dir);
+    dist::check_all(comm, std::filesystem::exists(ckpt), detail::concat("--resume: no checkpoint at ", ckpt));
+    io::Checkpoint saved = io::load_checkpoint(ckpt);
+    auto rounds = saved.state.extra.find(kRoundsDone);
+    KILN_CHECK(rounds != saved.state.extra.end(), "--resume: ", ckpt, " was not written by a fedavg run");
+    model->load_state_dict(saved.model);
+    first_round = std::stoll(rounds->second);
+    steps_done = saved.state.step;
+  }
   auto optimizer = make_optimizer(c, model->parameters());
   std::vector<Tensor> shared = model->parameters();
   for (auto& [name, b] : model->named_buffers()) shared.push_back(b);
@@ -54,23 +70,25 @@ TrainSummary train_fedavg(const TrainConfig& c, const TrainOptions& opt, dist::C
   data::LoaderOptions lo = loader_options(c);
   lo.seed = c.seed + static_cast<uint64_t>(comm.rank());
   data::DataLoader loader(std::make_shared<data::SubsetDataset>(task.train, mine), lo);
+  loader.set_state({first_round * c.dist.local_epochs, 0});
   std::fprintf(stderr, "%sfedavg: client %d holds %zu examples (%s split)\n", dist::log_prefix().c_str(), comm.rank(),
                mine.size(), c.dist.partition.c_str());
 
   std::optional<io::MetricsLog> metrics;
   if (root) {
     io::write_file_atomic(opt.out_dir + "/config.toml", to_toml(c));
-    metrics.emplace(opt.out_dir + "/metrics.jsonl", false);
+    metrics.emplace(opt.out_dir + "/metrics.jsonl", /*append=*/opt.resume);
   }
   Progress progress(c.train.log_every, task.sample_unit, root);
   io::TrainingState state;
   state.config_toml = to_toml(c);
   state.model_name = c.model.name;
   state.extra = task.extra;
+  state.step = steps_done;
 
   TrainSummary summary = start_summary(c, task, opt.out_dir, comm.size());
   const int64_t bytes_at_start = comm.stats().bytes_sent;
-  for (int64_t round = 0; round < c.dist.rounds; ++round) {
+  for (int64_t round = first_round; round < c.dist.rounds; ++round) {
     model->train();
     // Every round starts from the averaged model with a fresh optimiser: moments a client built on
     // its own data would pull the next round toward that client (McMahan et al. reset nothing
@@ -106,7 +124,8 @@ TrainSummary train_fedavg(const TrainConfig& c, const TrainOptions& opt, dist::C
                           .dump());
     progress.message(detail::concat("round ", round + 1, "/", c.dist.rounds, ": test_accuracy ", ev.accuracy,
                                     " test_loss ", ev.loss, " (", seconds, " s)"));
-    if (root) io::save_checkpoint(summary.checkpoint, *model, optimizer.get(), state);
+    state.extra[kRoundsDone] = std::to_string(round + 1);
+    if (root) io::save_checkpoint(summary.checkpoint, *model, nullptr, state);
     summary.test_accuracy = ev.accuracy;
     summary.test_loss = ev.loss;
     summary.train_loss = batches ? loss_sum / static_cast<double>(batches) : 0.0;

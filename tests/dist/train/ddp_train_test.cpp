@@ -163,6 +163,16 @@ TEST(FederatedAveraging, TwoClientsLogEveryRoundAndLearn) {
   const size_t at = r.out.find("\"test_accuracy\":");
   ASSERT_NE(at, std::string::npos);
   EXPECT_GT(std::stod(r.out.substr(at + 16)), 0.8) << r.out;
+
+  // One round, then --resume to two: the same averaged model as two rounds in one go.
+  const std::string cut = out_dir("fedavg_cut");
+  const std::string args = " train " + kMnist + " --out " + cut +
+                           " --set threads=1 --set data.workers=0 --set dist.strategy=fedavg --set train.eval_batches=1";
+  Result first = run(mpirun(2) + kKiln + args + " --set dist.rounds=1");
+  ASSERT_EQ(first.rc, 0) << first.out;
+  Result rest = run(mpirun(2) + kKiln + args + " --set dist.rounds=2 --resume");
+  ASSERT_EQ(rest.rc, 0) << rest.out;
+  expect_same_bits(dir, cut, /*with_optimizer=*/false);
 }
 
 TEST(PipelineTraining, BothSchedulesTrainTheSameModel) {
