@@ -303,6 +303,17 @@ TEST(Resume, PipelineZeroAndTensorParallelContinueBitwise) {
                         "--set data.context=32 --set schedule.name=constant", 2);
 }
 
+TEST(Launch, RunsTheCommandOnNRanksThroughMpirun) {
+  Result r = run(kKiln + " launch -n 2 -- train " + kMnist + " --out " + out_dir("launch") + kShort +
+                 " --set threads=1 --set train.max_steps=5 --set dist.strategy=ddp");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("[rank 1/2] ddp: data shards 1 of 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"world_size\":2"), std::string::npos) << r.out;
+  Result nested = run(kKiln + " launch -n 2 -- launch -n 2 -- info");
+  EXPECT_NE(nested.rc, 0);
+  EXPECT_NE(nested.out.find("launch: the command cannot be another launch"), std::string::npos) << nested.out;
+}
+
 // The pid of the process with OMPI_COMM_WORLD_RANK=rank among mpirun's children.
 pid_t find_rank(pid_t mpirun_pid, int rank) {
   const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
