@@ -24,11 +24,12 @@ optim::OptimState load_rank_optimizer(const std::string& out_dir, int64_t step, 
   return optim::OptimState(content.tensors.begin(), content.tensors.end());
 }
 
-void remove_old_rank_optimizers(const std::string& out_dir, int64_t keep, int rank) {
-  const std::string suffix = detail::concat(".rank", rank, ".safetensors"), mine = rank_optimizer_path(out_dir, keep, rank);
+void remove_old_rank_optimizers(const std::string& out_dir, int64_t keep, int rank, int64_t also_keep) {
+  const std::string suffix = detail::concat(".rank", rank, ".safetensors");
+  const std::string a = rank_optimizer_path(out_dir, keep, rank), b = rank_optimizer_path(out_dir, also_keep, rank);
   for (const auto& e : std::filesystem::directory_iterator(out_dir)) {
-    const std::string name = e.path().filename().string();
-    if (name.starts_with("optim.step") && name.ends_with(suffix) && e.path().string() != mine)
+    const std::string name = e.path().filename().string(), path = e.path().string();
+    if (name.starts_with("optim.step") && name.ends_with(suffix) && path != a && path != b)
       std::filesystem::remove(e.path());
   }
 }

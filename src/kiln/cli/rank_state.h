@@ -19,7 +19,7 @@ inline constexpr const char* kPipelineSplit = "extra.dist_pipeline_split";  // "
 std::string rank_optimizer_path(const std::string& out_dir, int64_t step, int rank);
 void save_rank_optimizer(const std::string& out_dir, int64_t step, int rank, const optim::Optimizer& optimizer);
 optim::OptimState load_rank_optimizer(const std::string& out_dir, int64_t step, int rank);
-// Removes this rank's files of steps other than `keep`.
-void remove_old_rank_optimizers(const std::string& out_dir, int64_t keep, int rank);
+// Removes this rank's files of steps other than `keep` (and other than `also_keep`, if given).
+void remove_old_rank_optimizers(const std::string& out_dir, int64_t keep, int rank, int64_t also_keep = -1);
 
 }  // namespace kiln::cli

@@ -3,11 +3,13 @@
 // Rank 0 (a server) evaluates and saves the model at the end.
 #include <chrono>
 #include <filesystem>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "kiln/autograd/engine.h"
 #include "kiln/cli/evaluate.h"
 #include "kiln/cli/progress.h"
+#include "kiln/cli/rank_state.h"
 #include "kiln/cli/task.h"
 #include "kiln/cli/trainer.h"
 #include "kiln/core/rng.h"
@@ -21,9 +23,12 @@
 
 namespace kiln::cli {
 
+namespace {
+constexpr const char* kWorkerPositions = "extra.ps_worker_positions";  // "clock:position,..." per worker
+}  // namespace
+
 TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Communicator& comm) {
   auto wall_start = std::chrono::steady_clock::now();
-  KILN_CHECK(!opt.resume, "ps: --resume is not supported yet\nhelp: start the run again");
   const dist::PsOptions po{static_cast<int>(c.dist.servers), c.dist.ps_mode,     c.dist.staleness,
                            c.dist.compression,                c.dist.topk_ratio, c.dist.topk_warmup_steps};
   dist::check_all(comm, po.servers >= 1 && po.servers < comm.size(),
@@ -41,13 +46,68 @@ TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Commu
   TrainSummary summary = start_summary(c, task, opt.out_dir, comm.size());
   const int64_t bytes_at_start = comm.stats().bytes_sent;
 
+  // Resuming from a checkpoint barrier: the store as it was (gathered into the model), each
+  // server's optimiser state from its own file, each worker's clock and loader position.
+  int64_t resume_version = 0;
+  std::vector<std::pair<int64_t, int64_t>> resume_workers;  // (clock, loader position) per worker
+  if (opt.resume) {
+    const std::string ckpt = checkpoint_path(opt.out_dir);
+    dist::check_all(comm, std::filesystem::exists(ckpt), detail::concat("--resume: no checkpoint at ", ckpt));
+    io::Checkpoint saved = io::load_checkpoint(ckpt);
+    auto ranks = saved.state.extra.find(kPerRankOptimizer);
+    auto positions = saved.state.extra.find(kWorkerPositions);
+    dist::check_all(comm, ranks != saved.state.extra.end() && positions != saved.state.extra.end() &&
+                              ranks->second == std::to_string(comm.size()),
+                    detail::concat("--resume: ", ckpt, " is not a checkpoint of a parameter-server run with ",
+                                   comm.size(), " ranks"));
+    model->load_state_dict(saved.model);
+    resume_version = saved.state.step;
+    std::istringstream in(positions->second);
+    for (std::string item; std::getline(in, item, ',');) {
+      const size_t colon = item.find(':');
+      resume_workers.emplace_back(std::stoll(item.substr(0, colon)), std::stoll(item.substr(colon + 1)));
+    }
+    KILN_CHECK(static_cast<int>(resume_workers.size()) == workers, "--resume: the checkpoint has ",
+               resume_workers.size(), " workers' positions, this run ", workers);
+  }
+
   if (server) {
     std::fprintf(stderr, "%sps: server %d of %d (%s%s), %d workers\n", dist::log_prefix().c_str(), comm.rank(),
                  po.servers, po.mode.c_str(), po.mode == "ssp" ? (" s=" + std::to_string(po.staleness)).c_str() : "",
                  workers);
     dist::ParameterServer ps(comm, model->parameters(), po,
                              [&](std::vector<Tensor> keys) { return make_optimizer(c, std::move(keys)); });
-    ps.run();
+    if (opt.resume) {
+      ps.optimizer().load_state_dict(load_rank_optimizer(opt.out_dir, resume_version, comm.rank()));
+      ps.set_version(resume_version);
+    }
+    int64_t previous_snapshot = -1;
+    ps.run([&](const dist::ParameterServer& server, const dist::PsSnapshot& snap) {
+      // Each server's optimiser state in its own file, then the store gathered on rank 0, which
+      // writes the checkpoint naming this version. A server's file of the snapshot before the
+      // previous one is no longer named by any checkpoint and goes.
+      save_rank_optimizer(opt.out_dir, snap.version, comm.rank(), server.optimizer());
+      dist::gather_to_first_server(comm, server, model->parameters());
+      if (comm.rank() == 0) {
+        io::TrainingState state;
+        state.config_toml = to_toml(c);
+        state.model_name = c.model.name;
+        state.extra = task.extra;
+        state.step = snap.version;
+        state.extra[kPerRankOptimizer] = std::to_string(comm.size());
+        std::string list;
+        for (size_t w = 0; w < snap.clocks.size(); ++w) {
+          if (w) list += ',';
+          list += std::to_string(snap.clocks[w]);
+          list += ':';
+          list += std::to_string(snap.positions[w]);
+        }
+        state.extra[kWorkerPositions] = list;
+        io::save_checkpoint(summary.checkpoint, *model, nullptr, state);
+      }
+      if (previous_snapshot >= 0) remove_old_rank_optimizers(opt.out_dir, previous_snapshot, comm.rank(), snap.version);
+      previous_snapshot = snap.version;
+    });
     dist::gather_to_first_server(comm, ps, model->parameters());
     summary.steps = ps.updates();
     if (comm.rank() == 0) {
@@ -70,12 +130,6 @@ TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Commu
       std::fprintf(stderr, "ps: %lld updates, staleness histogram %s (mean %.2f); test_accuracy %g\n",
                    static_cast<long long>(ps.updates()), hist.dump().c_str(),
                    pushes ? double(weighted) / double(pushes) : 0.0, ev.accuracy);
-      io::TrainingState state;
-      state.config_toml = to_toml(c);
-      state.model_name = c.model.name;
-      state.extra = task.extra;
-      state.step = ps.updates();
-      io::save_checkpoint(summary.checkpoint, *model, nullptr, state);
       summary.test_accuracy = ev.accuracy;
       summary.test_loss = ev.loss;
       summary.staleness_mean = pushes ? double(weighted) / double(pushes) : 0.0;
@@ -89,9 +143,17 @@ TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Commu
     dist::PsWorker ps(comm, model->parameters(), po);
     model->train();
     int64_t clock = 0;
+    // A loader position as one int64 for the snapshot: epoch in the high half, batch in the low.
+    auto position = [&] { return loader.state().epoch << 32 | loader.state().batch; };
+    if (opt.resume) {
+      const auto [saved_clock, saved_position] = resume_workers[static_cast<size_t>(worker)];
+      clock = saved_clock;
+      loader.set_state({saved_position >> 32, saved_position & 0xffffffff});
+    }
+    const int64_t every = c.train.checkpoint_every;
     double loss_sum = 0;
     bool stop = false;
-    for (int64_t e = 0; e < c.train.epochs && !stop; ++e)
+    while (loader.state().epoch < c.train.epochs && !stop)
       while (auto batch = loader.next()) {
         if (batch->indices.empty()) continue;
         Tensor loss = task_loss(model->forward(batch->input), batch->target);
@@ -105,7 +167,9 @@ TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Commu
           stop = true;
           break;
         }
+        if (every > 0 && clock % every == 0) ps.checkpoint_barrier(clock, position());
       }
+    ps.checkpoint_barrier(clock, position());  // the end is a resumable checkpoint too
     ps.finish();
     summary.steps = clock;
     summary.train_loss = clock ? loss_sum / double(clock) : 0.0;

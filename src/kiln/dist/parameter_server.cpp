@@ -9,6 +9,7 @@ namespace kiln::dist {
 
 namespace {
 constexpr int kPushTag = 100, kReplyTag = 101, kGatherTag = 102;
+constexpr int64_t kDone = -1, kBarrier = -3;  // control codes in a push's clock field
 int worker_count(const Communicator& comm, const PsOptions& o) { return comm.size() - o.servers; }
 
 std::vector<int64_t> sizes_of(const std::vector<Tensor>& params) {
@@ -79,12 +80,13 @@ void ParameterServer::apply(const float* grad, double scale) {
   ++version_;
 }
 
-void ParameterServer::run() {
+void ParameterServer::run(const SnapshotFn& on_snapshot) {
   const int W = worker_count(comm_, options_), S = options_.servers;
   const int64_t n = layout_.server_size(comm_.rank());
   std::vector<Tensor> inbox, outbox;
   std::vector<WorkHandle> pushes(static_cast<size_t>(W)), replies(static_cast<size_t>(W));
   std::vector<int64_t> received(static_cast<size_t>(W), 0);  // pushes from each worker so far
+  std::vector<int64_t> clock(static_cast<size_t>(W), 0), base(static_cast<size_t>(W), 0);
   const auto codec = codec_of(options_);
   std::vector<float> dense(static_cast<size_t>(n));
   // The clock of worker w's latest push and its gradient, decoded into `dense`.
@@ -92,6 +94,19 @@ void ParameterServer::run() {
     int64_t c = 0;
     std::memcpy(&c, inbox[static_cast<size_t>(w)].data<uint8_t>(), sizeof c);
     return c;
+  };
+  // A barrier's payload: the worker's clock, then its position.
+  auto barrier_value = [&](int w, int k) {
+    int64_t v = 0;
+    std::memcpy(&v, inbox[static_cast<size_t>(w)].data<uint8_t>() + 8 + 8 * k, sizeof v);
+    return v;
+  };
+  std::vector<bool> at_barrier(static_cast<size_t>(W), false);
+  std::vector<int64_t> positions(static_cast<size_t>(W), 0);
+  // Every active worker is at the barrier: snapshot, then answer them all.
+  auto take_snapshot = [&] {
+    PsSnapshot snap{version_, clock, positions};
+    if (on_snapshot) on_snapshot(*this, snap);
   };
   auto decode = [&](int w) -> const float* {
     const uint8_t* payload = inbox[static_cast<size_t>(w)].data<uint8_t>() + 8;
@@ -103,7 +118,6 @@ void ParameterServer::run() {
     }
     return dense.data();
   };
-  std::vector<int64_t> clock(static_cast<size_t>(W), 0), base(static_cast<size_t>(W), 0);
   std::vector<bool> active(static_cast<size_t>(W), true), waiting(static_cast<size_t>(W), false);
   for (int w = 0; w < W; ++w) {
     inbox.emplace_back();
@@ -131,14 +145,25 @@ void ParameterServer::run() {
   if (options_.mode == "bsp") {
     std::vector<float> mean(static_cast<size_t>(n));
     for (;;) {
-      int done = 0;
+      int done = 0, barriers = 0;
       for (int w = 0; w < W; ++w) {
         pushes[static_cast<size_t>(w)]->wait();
-        done += clock_of(w) < 0;
+        done += clock_of(w) == kDone;
+        barriers += clock_of(w) == kBarrier;
       }
       if (done == W) break;
-      KILN_CHECK(done == 0, "ps (bsp): ", done, " of ", W, " workers finished while others sent gradients: the "
+      KILN_CHECK(done == 0 && (barriers == 0 || barriers == W), "ps (bsp): in one clock ", done, " of ", W,
+                 " workers finished and ", barriers, " reached a checkpoint while others sent gradients: the "
                  "workers ran different numbers of steps");
+      if (barriers == W) {
+        for (int w = 0; w < W; ++w) {
+          clock[static_cast<size_t>(w)] = barrier_value(w, 0);
+          positions[static_cast<size_t>(w)] = barrier_value(w, 1);
+        }
+        take_snapshot();
+        for (int w = 0; w < W; ++w) answer(w);
+        continue;
+      }
       // The mean of the workers' gradients, summed in worker order (the same bits every run).
       std::fill(mean.begin(), mean.end(), 0.f);
       for (int w = 0; w < W; ++w) {
@@ -155,12 +180,20 @@ void ParameterServer::run() {
     for (;;) {
       bool progressed = false;
       for (int w = 0; w < W; ++w) {
-        if (!active[static_cast<size_t>(w)] || waiting[static_cast<size_t>(w)] || !pushes[static_cast<size_t>(w)]->done()) continue;
+        if (!active[static_cast<size_t>(w)] || waiting[static_cast<size_t>(w)] || at_barrier[static_cast<size_t>(w)] ||
+            !pushes[static_cast<size_t>(w)]->done())
+          continue;
         pushes[static_cast<size_t>(w)]->wait();  // rethrows a failed receive
         progressed = true;
         const int64_t c = clock_of(w);
-        if (c < 0) {
+        if (c == kDone) {
           active[static_cast<size_t>(w)] = false;
+          continue;
+        }
+        if (c == kBarrier) {
+          at_barrier[static_cast<size_t>(w)] = true;
+          clock[static_cast<size_t>(w)] = barrier_value(w, 0);
+          positions[static_cast<size_t>(w)] = barrier_value(w, 1);
           continue;
         }
         ++histogram_[version_ - base[static_cast<size_t>(w)]];
@@ -182,6 +215,20 @@ void ParameterServer::run() {
           answer(w);
           progressed = true;
         }
+      // A checkpoint once every active worker waits at the barrier (each arrives at the same
+      // clock; the ones ahead wait for the rest there).
+      bool all_at_barrier = any_active;
+      for (int w = 0; w < W; ++w)
+        if (active[static_cast<size_t>(w)] && !at_barrier[static_cast<size_t>(w)]) all_at_barrier = false;
+      if (all_at_barrier) {
+        take_snapshot();
+        for (int w = 0; w < W; ++w)
+          if (at_barrier[static_cast<size_t>(w)]) {
+            at_barrier[static_cast<size_t>(w)] = false;
+            answer(w);
+          }
+        progressed = true;
+      }
       if (!any_active) break;
       if (progressed) {
         nap = std::chrono::microseconds(5);
@@ -230,6 +277,10 @@ void PsWorker::push_pull(int64_t clock) {
   }
   ++pushes_;
   for (auto& w : works) w->wait();
+  install(in);
+}
+
+void PsWorker::install(const std::vector<Tensor>& in) {
   for (int s = 0; s < options_.servers; ++s) {
     const float* m = in[static_cast<size_t>(s)].data<float>() + 1;
     for (int64_t p = 0; p < layout_.params(); ++p) {
@@ -241,13 +292,33 @@ void PsWorker::push_pull(int64_t clock) {
   }
 }
 
+void PsWorker::checkpoint_barrier(int64_t clock, int64_t position) {
+  std::vector<Tensor> out, in;
+  std::vector<WorkHandle> works;
+  for (int s = 0; s < options_.servers; ++s) {
+    const int64_t n = layout_.server_size(s);
+    out.push_back(Tensor::zeros({push_bytes(options_, n, pushes_)}, DType::u8));
+    uint8_t* m = out.back().data<uint8_t>();
+    KILN_CHECK(out.back().numel() >= 24, "ps: checkpoints need messages of at least 24 bytes\nhelp: raise "
+               "dist.topk_ratio");
+    std::memcpy(m, &kBarrier, sizeof kBarrier);
+    std::memcpy(m + 8, &clock, sizeof clock);
+    std::memcpy(m + 16, &position, sizeof position);
+    in.push_back(Tensor::empty({1 + n}));
+    works.push_back(comm_.send(out.back(), s, kPushTag));
+    works.push_back(comm_.recv(in.back(), s, kReplyTag));
+  }
+  ++pushes_;
+  for (auto& w : works) w->wait();
+  install(in);
+}
+
 void PsWorker::finish() {
   std::vector<Tensor> out;
   std::vector<WorkHandle> works;
-  const int64_t done = -1;
   for (int s = 0; s < options_.servers; ++s) {
     out.push_back(Tensor::zeros({push_bytes(options_, layout_.server_size(s), pushes_)}, DType::u8));
-    std::memcpy(out.back().data<uint8_t>(), &done, sizeof done);
+    std::memcpy(out.back().data<uint8_t>(), &kDone, sizeof kDone);
     works.push_back(comm_.send(out.back(), s, kPushTag));
   }
   for (auto& w : works) w->wait();

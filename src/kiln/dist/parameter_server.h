@@ -62,12 +62,25 @@ class PsLayout {
 
 using OptimizerFactory = std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>;
 
+// A consistent point for a checkpoint: every worker has sent a checkpoint barrier (at the same
+// clock, a multiple of train.checkpoint_every) and waits. position[w] is what worker w sent with
+// it (its data loader's position, opaque to the server).
+struct PsSnapshot {
+  int64_t version = 0;
+  std::vector<int64_t> clocks, positions;
+};
+
 // Runs on a server rank until every worker has said it is done.
 class ParameterServer {
  public:
   ParameterServer(Communicator& comm, const std::vector<Tensor>& initial_params, PsOptions options,
                   const OptimizerFactory& make_optimizer);
-  void run();
+  // Called at every checkpoint barrier, before the waiting workers get their answers.
+  using SnapshotFn = std::function<void(const ParameterServer&, const PsSnapshot&)>;
+  void run(const SnapshotFn& on_snapshot = nullptr);
+  // Resuming: the updates already applied (the store's values come from initial_params).
+  void set_version(int64_t v) { version_ = v; }
+  optim::Optimizer& optimizer() const { return *optimizer_; }
   const std::map<int64_t, int64_t>& staleness_histogram() const { return histogram_; }
   int64_t updates() const { return version_; }
   // The most clocks a worker was ahead of the slowest active worker when it got an answer
@@ -99,6 +112,9 @@ class PsWorker {
   // Sends this step's gradients (params' .grad) and blocks until the servers answer with
   // parameters; copies them into params. clock: this worker's step count.
   void push_pull(int64_t clock);
+  // Waits with every other worker at a checkpoint (clock: this worker's step count, position: a
+  // value the snapshot records for it, e.g. its loader position); returns with the parameters.
+  void checkpoint_barrier(int64_t clock, int64_t position);
   void finish();  // tells the servers this worker is done
 
  private:
@@ -108,9 +124,11 @@ class PsWorker {
   PsLayout layout_;
   std::vector<std::vector<float>> residuals_;  // per server, with compression
   int64_t pushes_ = 0;
+  void install(const std::vector<Tensor>& in);  // the servers' answers into params
 };
 
-// A push on the wire: an int64 clock (-1: the worker is done), then the gradient shard, dense f32
+// A push on the wire: an int64 clock (-1: the worker is done, -3: a checkpoint barrier whose
+// payload starts with the worker's clock and position), then the gradient shard, dense f32
 // or encoded. Its size depends on how many pushes the worker made before (top-k warm-up).
 int64_t push_bytes(const PsOptions& options, int64_t n, int64_t exchange);
 

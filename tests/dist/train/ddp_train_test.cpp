@@ -243,6 +243,19 @@ TEST(ParameterServerTraining, OneServerTwoWorkersForEachConsistencyModel) {
     io::Checkpoint ck = io::load_checkpoint(dir + "/checkpoint.safetensors");
     EXPECT_EQ(ck.model.size(), 6u);
   }
+  // BSP is deterministic: 20 steps + resume to 40 equals 40 steps, from the servers' per-rank
+  // optimiser files and the workers' positions in the checkpoint.
+  const std::string args = " train " + kMnist + kShort + " --set threads=1 --set dist.strategy=ps "
+                           "--set train.checkpoint_every=10";
+  const std::string full = out_dir("ps_full"), cut = out_dir("ps_cut");
+  Result f = run(mpirun(3) + kKiln + args + " --set train.max_steps=40 --out " + full);
+  ASSERT_EQ(f.rc, 0) << f.out;
+  Result c1 = run(mpirun(3) + kKiln + args + " --set train.max_steps=20 --out " + cut);
+  ASSERT_EQ(c1.rc, 0) << c1.out;
+  Result c2 = run(mpirun(3) + kKiln + args + " --set train.max_steps=40 --out " + cut + " --resume");
+  ASSERT_EQ(c2.rc, 0) << c2.out;
+  expect_same_bits(full, cut, /*with_optimizer=*/false);
+
   Result alone = run(mpirun(1) + kKiln + " train " + kMnist + " --out " + out_dir("ps_alone") + kShort +
                      " --set dist.strategy=ps");
   EXPECT_NE(alone.rc, 0);
