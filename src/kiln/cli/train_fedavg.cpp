@@ -55,6 +55,8 @@ TrainSummary train_fedavg(const TrainConfig& c, const TrainOptions& opt, dist::C
     auto rounds = saved.state.extra.find(kRoundsDone);
     KILN_CHECK(rounds != saved.state.extra.end(), "--resume: ", ckpt, " was not written by a fedavg run");
     model->load_state_dict(saved.model);
+    KILN_CHECK_AS(IoError, !rounds->second.empty() && rounds->second.find_first_not_of("0123456789") == std::string::npos,
+                  "--resume: ", ckpt, " has a malformed round count '", rounds->second, "'");
     first_round = std::stoll(rounds->second);
     steps_done = saved.state.step;
   }

@@ -65,7 +65,14 @@ TrainSummary train_ps(const TrainConfig& c, const TrainOptions& opt, dist::Commu
     std::istringstream in(positions->second);
     for (std::string item; std::getline(in, item, ',');) {
       const size_t colon = item.find(':');
-      resume_workers.emplace_back(std::stoll(item.substr(0, colon)), std::stoll(item.substr(colon + 1)));
+      auto number = [&](const std::string& text) {
+        KILN_CHECK_AS(IoError, !text.empty() && text.find_first_not_of("0123456789") == std::string::npos,
+                      "--resume: ", ckpt, " has a malformed worker position '", item, "'");
+        return std::stoll(text);
+      };
+      KILN_CHECK_AS(IoError, colon != std::string::npos, "--resume: ", ckpt, " has a malformed worker position '",
+                    item, "'");
+      resume_workers.emplace_back(number(item.substr(0, colon)), number(item.substr(colon + 1)));
     }
     KILN_CHECK(static_cast<int>(resume_workers.size()) == workers, "--resume: the checkpoint has ",
                resume_workers.size(), " workers' positions, this run ", workers);
