@@ -12,20 +12,15 @@
 namespace kiln::dist {
 
 namespace {
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoi(v) : fallback;
-}
-// Open MPI's mpirun sets OMPI_COMM_WORLD_*; PMIx-based launchers (srun, prterun) set PMIX_RANK;
-// MPICH-style ones PMI_RANK.
-int launched_world_size() {
-  return env_int("OMPI_COMM_WORLD_SIZE", env_int("PMI_SIZE", std::getenv("PMIX_RANK") ? 2 : 0));
-}
 Communicator* g_world = nullptr;
 std::once_flag g_world_once;
 }  // namespace
 
-bool launched_by_mpi() { return launched_world_size() > 0 || std::getenv("PMIX_RANK"); }
+// Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE; PMIx-based launchers (srun, prterun) PMIX_RANK;
+// MPICH-style ones PMI_SIZE.
+bool launched_by_mpi() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") || std::getenv("PMI_SIZE");
+}
 
 Communicator& world() {
   std::call_once(g_world_once, [] {
