@@ -33,6 +33,8 @@ const KernelTable& kernel_table() {
     register_quant_kernels(t);
     register_extra_kernels(t);
     register_indexing_kernels(t);
+    register_rnn_kernels(t);
+    register_spatial_nd_kernels(t);
     register_fused_kernels(t);
     return t;
   }();

@@ -46,6 +46,8 @@ void register_inference_kernels(KernelTable& t);  // the ops that exist for impo
 void register_quant_kernels(KernelTable& t);
 void register_extra_kernels(KernelTable& t);     // inference_extra.h: trig, trilu, losses, ...
 void register_indexing_kernels(KernelTable& t);  // indexing_extra.h: scatter/gather families, ...
+void register_rnn_kernels(KernelTable& t);         // rnn_ops.h: ONNX RNN, GRU, LSTM
+void register_spatial_nd_kernels(KernelTable& t);  // spatial_nd.h: 3-d conv/pool, dilated and indexed max pool
 void register_fused_kernels(KernelTable& t);     // fused_elementwise (fused_program.h)
 
 // Helpers for kernels.

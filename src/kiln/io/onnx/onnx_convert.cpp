@@ -181,6 +181,7 @@ const ConverterTable& converter_table() {
     register_quant_converters(t);
     register_extra_converters(t);
     register_indexing_converters(t);
+    register_rnn_converters(t);
     return t;
   }();
   return table;

@@ -114,6 +114,7 @@ void register_inference_converters(ConverterTable& t);  // erf, tile, range, ein
 void register_quant_converters(ConverterTable& t);      // QuantizeLinear, QLinearConv, ... and ConvTranspose, Resize
 void register_extra_converters(ConverterTable& t);      // inference_extra.h ops, the ONNX losses
 void register_indexing_converters(ConverterTable& t);   // indexing_extra.h ops
+void register_rnn_converters(ConverterTable& t);        // RNN, GRU, LSTM (rnn_ops.h)
 
 // ONNX shape (TypeProto tensor shape) -> symbolic shape; nullopt when the rank is unknown.
 std::optional<graph::SymShape> sym_shape_from_onnx(const ::onnx::ValueInfoProto& info);
