@@ -1,6 +1,10 @@
-// ONNX neural-network operators -> Kiln's nn ops: Conv (1-d and 2-d), Gemm, MatMul, pooling,
-// normalisation and softmax, with auto_pad and opset-specific semantics resolved at import.
+// ONNX neural-network operators -> Kiln's nn ops: Conv, Gemm, MatMul, pooling, normalisation and
+// softmax, with auto_pad and opset-specific semantics resolved at import. 1-d and 2-d Conv and
+// pooling run on the 2-d ops; 3-d, dilated max pooling and MaxPool's Indices on the N-d ops
+// (ops/spatial_nd.h), which take the ONNX attributes as they are.
 #include "kiln/io/onnx/onnx_convert.h"
+
+#include <algorithm>
 
 #include "kiln/ops/elementwise.h"
 #include "kiln/ops/shape_ops.h"
@@ -18,7 +22,7 @@ int64_t spatial_rank(ConvertContext& ctx, const Value* x) {
   std::optional<int64_t> r = rank_of(x);
   if (!r) ctx.unsupported("input of unknown rank");
   if (*r < 3) ctx.invalid("expects (N, C, spatial...)");
-  if (*r > 4) ctx.unsupported(detail::concat(*r - 2, "-d spatial input (1-d and 2-d are supported)"));
+  if (*r > 5) ctx.unsupported(detail::concat(*r - 2, "-d spatial input (1-d to 3-d are supported)"));
   return *r - 2;
 }
 
@@ -88,6 +92,12 @@ void conv(ConvertContext& ctx) {
   Value* x = ctx.required_in(0, "X");
   Value* w = ctx.required_in(1, "W");
   int64_t nd = spatial_rank(ctx, x);
+  if (nd == 3) {
+    std::vector<Value*> ins{x, w};
+    if (ctx.in(2)) ins.push_back(ctx.in(2));
+    ctx.emit("conv_nd", ins, ctx.all_attrs());
+    return;
+  }
   std::vector<int64_t> kernel = ctx.attr_ints("kernel_shape");
   if (kernel.empty()) {
     if (!w->shape || !graph::concrete_shape(*w->shape)) ctx.unsupported("kernel_shape not given and W's shape unknown");
@@ -108,10 +118,16 @@ void conv(ConvertContext& ctx) {
 template <bool kMax>
 void pool(ConvertContext& ctx) {
   Value* x = ctx.required_in(0, "X");
-  if (kMax && ctx.num_outputs() > 1 && !ctx.node.output(1).empty()) ctx.unsupported("the Indices output");
+  const bool indices = kMax && ctx.num_outputs() > 1 && !ctx.node.output(1).empty();
   int64_t nd = spatial_rank(ctx, x);
+  std::vector<int64_t> dil = ctx.attr_ints("dilations");
+  const bool dilated = std::any_of(dil.begin(), dil.end(), [](int64_t d) { return d != 1; });
+  if (nd == 3 || dilated || indices) {
+    graph::Node* n = ctx.emit(kMax ? "max_pool_nd" : "avg_pool_nd", {x}, ctx.all_attrs());
+    if (n->outputs.size() > 1) n->outputs[1]->dtype = DType::i64;
+    return;
+  }
   Window win = window_attrs(ctx, x, nd, ctx.attr_ints("kernel_shape"));
-  if (win.dilations != std::vector<int64_t>{1, 1}) ctx.unsupported("dilated pooling");
   Attrs a{{"kernel_shape", win.kernel}, {"strides", win.strides}, {"pads", win.pads},
           {"ceil_mode", ctx.attr_int("ceil_mode", 0)}};
   if (!kMax) a["count_include_pad"] = ctx.attr_int("count_include_pad", 0);
