@@ -412,6 +412,24 @@ TEST(SpatialNd, AvgPoolSameLowerDilatedAnd1d) {
   expect_near_all(run(make_node("avg_pool_nd", a1), {x1}).at(0), r.shape, r.avg, 1e-6);
 }
 
+TEST(SpatialNd, HalfPrecisionComputesInF32) {
+  Tensor x = random_tensor({1, 2, 4, 5, 3}, 44, DType::f16), w = random_tensor({2, 2, 2, 2, 2}, 45, DType::f16);
+  Win wn{{2, 2, 2}, {1, 2, 1}, {1, 1, 1}, {1, 0, 0}, {0, 1, 1}};
+  AttrMap a = window_attrs(wn, true);
+  PoolRef r = pool_ref(x, wn, false, false, 0);
+  Tensor avg = run(make_node("avg_pool_nd", a), {x}).at(0);
+  EXPECT_EQ(avg.dtype(), DType::f16);
+  expect_near_all(avg, r.shape, r.avg, 2e-3);
+  std::vector<Tensor> mx = run(make_node("max_pool_nd", a, 2), {x});
+  expect_near_all(mx[0], r.shape, r.max, 0.0);
+  EXPECT_EQ(mx[1].to_vector<int64_t>(), r.idx);
+  Shape shape;
+  std::vector<double> want = conv_ref(x, w, Tensor(), wn, 1, shape);
+  Tensor y = run(make_node("conv_nd", window_attrs(wn, false)), {x, w}).at(0);
+  EXPECT_EQ(y.dtype(), DType::f16);
+  expect_near_all(y, shape, want, 1e-2);
+}
+
 TEST(SpatialNd, PoolingRejectsBadAttributes) {
   Tensor x = random_tensor({1, 1, 4, 4, 4}, 43);
   EXPECT_THROW(run(make_node("max_pool_nd", {}), {x}), Error);                                  // no kernel_shape

@@ -113,6 +113,9 @@ void check_weight(const char* op, const Tensor& x, const Tensor& w, const Spatia
 
 std::vector<int64_t> kernel_of(const Tensor& w) { return {w.shape().begin() + 2, w.shape().end()}; }
 
+bool is_half(const Tensor& t) { return t.defined() && (t.dtype() == DType::f16 || t.dtype() == DType::bf16); }
+Tensor to_f32(const Tensor& t) { return t.defined() ? to_dtype_raw(t, DType::f32) : t; }
+
 // ---- conv: per image, im2col (group, Cg*taps, L) then one batched GEMM over the groups ----
 
 // cols row r = (c, ka, kb, kc) holds the input cell each output position reads through tap (ka, kb, kc).
@@ -206,6 +209,9 @@ AutoPad auto_pad_from_name(std::string_view name) {
 Tensor conv_nd(const Tensor& x, const Tensor& w, const Tensor& b, const SpatialNdOptions& o) {
   const char* op = "conv_nd";
   KILN_CHECK(x.defined(), op, ": input is undefined");
+  if (is_half(x) && w.defined() && w.dtype() == x.dtype())  // f16/bf16 compute in f32
+    return to_dtype_raw(conv_nd(to_f32(x), to_f32(w), b.defined() && b.dtype() == x.dtype() ? to_f32(b) : b, o),
+                        x.dtype());
   check_weight(op, x, w, o);
   check_float_input(op, x, "input", x.dtype());
   check_float_input(op, w, "weight", x.dtype());
@@ -242,6 +248,9 @@ Tensor conv_nd(const Tensor& x, const Tensor& w, const Tensor& b, const SpatialN
 Tensor conv_transpose_nd(const Tensor& x, const Tensor& w, const Tensor& b, const SpatialNdOptions& o) {
   const char* op = "conv_transpose_nd";
   KILN_CHECK(x.defined(), op, ": input is undefined");
+  if (is_half(x) && w.defined() && w.dtype() == x.dtype())
+    return to_dtype_raw(
+        conv_transpose_nd(to_f32(x), to_f32(w), b.defined() && b.dtype() == x.dtype() ? to_f32(b) : b, o), x.dtype());
   check_weight(op, x, w, o);
   check_float_input(op, x, "input", x.dtype());
   check_float_input(op, w, "weight", x.dtype());
@@ -337,6 +346,11 @@ MaxPoolNdResult max_pool_nd(const Tensor& x, const SpatialNdOptions& o, bool wit
   KILN_CHECK(x.defined(), op, ": input is undefined");
   KILN_CHECK(o.storage_order == 0 || o.storage_order == 1, op, ": storage_order must be 0 or 1, got ",
              o.storage_order);
+  if (is_half(x)) {  // exact: the maximum is one of the inputs
+    MaxPoolNdResult r = max_pool_nd(to_f32(x), o, with_indices);
+    r.values = to_dtype_raw(r.values, x.dtype());
+    return r;
+  }
   const Geom g = pool_geom(op, x, o);
   const Shape shape = out_shape(g, g.C);
   MaxPoolNdResult r{Tensor::empty(shape, x.dtype()), with_indices ? Tensor::empty(shape, DType::i64) : Tensor()};
@@ -380,6 +394,7 @@ MaxPoolNdResult max_pool_nd(const Tensor& x, const SpatialNdOptions& o, bool wit
 Tensor avg_pool_nd(const Tensor& x, const SpatialNdOptions& o) {
   const char* op = "avg_pool_nd";
   KILN_CHECK(x.defined(), op, ": input is undefined");
+  if (is_half(x)) return to_dtype_raw(avg_pool_nd(to_f32(x), o), x.dtype());
   check_float_input(op, x, "input", x.dtype());
   const Geom g = pool_geom(op, x, o);
   Tensor out = Tensor::empty(out_shape(g, g.C), x.dtype());

@@ -2,6 +2,7 @@
 // imported graphs that the 2-d fast paths (conv2d, max_pool2d, ...) do not cover: 3-d Conv,
 // ConvTranspose, MaxPool and AveragePool, dilated max pooling, and MaxPool's Indices output.
 // Written for conformance, not speed: im2col/col2im around the GEMM, plain window loops for pooling.
+// f32 and f64; f16 and bf16 compute in f32.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +33,7 @@ struct SpatialNdOptions {
 };
 
 // x (N, C, d...), w (M, C / group, k...), b (M) or undefined -> (N, M, o...) with
-// o = floor((d + pad_begin + pad_end - ((k - 1) * dilation + 1)) / stride) + 1. f32 or f64.
+// o = floor((d + pad_begin + pad_end - ((k - 1) * dilation + 1)) / stride) + 1.
 Tensor conv_nd(const Tensor& x, const Tensor& w, const Tensor& b, const SpatialNdOptions& o);
 
 // x (N, C, d...), w (C, M / group, k...), b (M) or undefined -> (N, M, o...) with
@@ -47,11 +48,11 @@ struct MaxPoolNdResult {
 // Max over each (dilated) window; padding never wins. indices (when with_indices) are ONNX's:
 // the position of the maximum in the flattened x, batch and channel included, with the spatial
 // part row-major (storage_order 0) or column-major (1); the first maximum wins ties. Float and
-// 8-bit integer inputs.
+// integer inputs.
 MaxPoolNdResult max_pool_nd(const Tensor& x, const SpatialNdOptions& o, bool with_indices = false);
 
 // Mean over each (dilated) window: of its cells inside x, or (count_include_pad) of its cells
-// inside the explicitly padded x; the overhang that ceil_mode adds never counts. f32 or f64.
+// inside the explicitly padded x; the overhang that ceil_mode adds never counts.
 Tensor avg_pool_nd(const Tensor& x, const SpatialNdOptions& o);
 
 }  // namespace kiln::ops

@@ -118,7 +118,8 @@ void conv(ConvertContext& ctx) {
 template <bool kMax>
 void pool(ConvertContext& ctx) {
   Value* x = ctx.required_in(0, "X");
-  const bool indices = kMax && ctx.num_outputs() > 1 && !ctx.node.output(1).empty();
+  // Any second output (even an unnamed one) makes a two-output node, which only max_pool_nd has.
+  const bool indices = kMax && ctx.num_outputs() > 1;
   int64_t nd = spatial_rank(ctx, x);
   std::vector<int64_t> dil = ctx.attr_ints("dilations");
   const bool dilated = std::any_of(dil.begin(), dil.end(), [](int64_t d) { return d != 1; });
