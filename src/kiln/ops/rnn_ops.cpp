@@ -209,7 +209,10 @@ std::vector<RnnActivation> rnn_activations(RnnKind kind, int64_t num_directions,
                                            const std::vector<double>& alphas, const std::vector<double>& betas) {
   const int64_t A = rnn_activations_per_direction(kind);
   std::vector<std::string> list = names.empty() ? default_activations(kind) : names;
-  if (static_cast<int64_t>(list.size()) == A && num_directions == 2) list.insert(list.end(), list.begin(), list.end());
+  if (static_cast<int64_t>(list.size()) == A && num_directions == 2) {
+    std::vector<std::string> one = list;  // inserting a vector's own range into it is undefined
+    list.insert(list.end(), one.begin(), one.end());
+  }
   KILN_CHECK(static_cast<int64_t>(list.size()) == A * num_directions, kind_name(kind), ": activations must list ",
              A * num_directions, " functions (", A, " per direction, ", num_directions, " direction(s)), got ",
              names.size());
