@@ -222,6 +222,37 @@ TEST(Gemm, AllConfigurationsOfAnIsaAreBitwiseIdentical) {
   set_num_threads(2);
 }
 
+// A constant B packed once (compiled graphs' weights) gives the same bits as packing per call:
+// packed path (M > 4, one and several depth blocks, edge panels) and unpacked small-M rows, B
+// stored as (K, N) or as a Linear weight (N, K), every epilogue, 1 and 2 threads.
+TEST(Gemm, PrepackedBIsBitwiseTheUnpackedProduct) {
+  for (int threads : {1, 2})
+    for (int64_t M : {1, 4, 5, 33, 130})
+      for (int64_t K : {7, 300, 1100})
+        for (int variant = 0; variant < 4; ++variant) {
+          set_num_threads(threads);
+          const int64_t N = variant % 2 ? 37 : 257;
+          const bool bt = variant < 2;
+          Operands o = make_operands(1, M, N, K, false, bt, variant == 3 ? 3 : 0, 11 + variant);
+          GemmEpilogue ep;
+          ep.bias = variant >= 1 ? o.bias.data() : nullptr;
+          ep.act = variant == 1 ? GemmActivation::relu : variant == 2 ? GemmActivation::gelu_tanh : GemmActivation::none;
+          ep.residual = variant == 2 ? o.residual.data() : nullptr;
+          auto want = reference(o, o.C, ep);
+          sgemm(1, M, N, K, o.a, o.b, o.c, ep);
+          const std::vector<float> unpacked = o.C;
+          std::fill(o.C.begin(), o.C.end(), 0.0f);
+          PackedB packed = pack_b_once(K, N, o.b);
+          sgemm_prepacked(M, o.a, packed, o.c, ep);
+          const std::string what = "threads " + std::to_string(threads) + " M " + std::to_string(M) + " K " +
+                                   std::to_string(K) + " variant " + std::to_string(variant);
+          ASSERT_EQ(0, std::memcmp(unpacked.data(), o.C.data(), o.C.size() * sizeof(float))) << what;
+          expect_close(o, want, what);
+          if (HasFatalFailure()) return;
+        }
+  set_num_threads(2);
+}
+
 TEST(Gemm, RunsInsideAParallelRegion) {
   Operands o = make_operands(1, 50, 60, 70, true, false, 0, 3);
   auto want = reference(o, o.C, {});

@@ -67,6 +67,7 @@ struct Job {
   MatrixView a, b;
   OutputView c;
   const GemmEpilogue& ep;
+  const PackedB* packed_b = nullptr;  // B already packed (then `b` is unused by the blocked path)
 };
 
 inline bool is_gelu(GemmActivation act) {
@@ -91,6 +92,7 @@ void run_tile(const Job& j, int64_t bi, int64_t row, int64_t col, int64_t mv, in
   const int MR = j.mk.mr, NR = j.mk.nr;
   float* c = j.c.data + bi * j.c.batch_stride + row * j.c.row_stride + col;
   const int64_t ldc = j.c.row_stride;
+  // GELU (and the residual after it) is applied by gemm_block once the whole row block is done.
   const bool gelu = final && is_gelu(j.ep.act);
   TileArgs t{load_c, final, nullptr, j.ep.bias_per_row, final && j.ep.act == GemmActivation::relu, nullptr, ldc};
   const float* res = nullptr;
@@ -101,7 +103,6 @@ void run_tile(const Job& j, int64_t bi, int64_t row, int64_t col, int64_t mv, in
   }
   if (mv == MR && nv == NR) {
     j.mk.run(kc, ap, bp, c, ldc, t);
-    if (gelu) gelu_tile(j.ep, c, ldc, res, ldc, mv, nv);
     return;
   }
   // Edge tile: run the full-size kernel on a scratch tile, copy the valid part back.
@@ -123,7 +124,6 @@ void run_tile(const Job& j, int64_t bi, int64_t row, int64_t col, int64_t mv, in
   }
   j.mk.run(kc, ap, bp, tile, NR, t);
   for (int64_t i = 0; i < mv; ++i) std::memcpy(c + i * ldc, tile + i * NR, nv * sizeof(float));
-  if (gelu) gelu_tile(j.ep, c, ldc, res, ldc, mv, nv);
 }
 
 // The blocked loop nest for rows [m_lo, m_hi) and columns [n0, n1) of batch entry bi. With a
@@ -144,20 +144,25 @@ void gemm_block(const Job& j, int64_t bi, int64_t m_lo, int64_t m_hi, int64_t n0
       const int64_t kc = std::min(KC, j.K - pc);
       const bool load_c = pc > 0 || j.ep.accumulate;
       const bool final = pc + kc == j.K;
-      const int64_t per = (npanels + nt - 1) / nt;
-      const int64_t p0 = std::min(npanels, tid * per), p1 = std::min(npanels, p0 + per);
-      if (p0 < p1)
-        j.mk.pack_b(B + pc * j.b.row_stride + jc * j.b.col_stride, j.b.row_stride, j.b.col_stride, kc, nc, p0, p1,
-                    bbuf);
-      if (nt > 1) {
+      const float* bblock = bbuf;
+      if (j.packed_b) {
+        bblock = j.packed_b->data.get() + pc * j.packed_b->npad + jc * kc;  // jc is a whole number of panels
+      } else {
+        const int64_t per = (npanels + nt - 1) / nt;
+        const int64_t p0 = std::min(npanels, tid * per), p1 = std::min(npanels, p0 + per);
+        if (p0 < p1)
+          j.mk.pack_b(B + pc * j.b.row_stride + jc * j.b.col_stride, j.b.row_stride, j.b.col_stride, kc, nc, p0, p1,
+                      bbuf);
+        if (nt > 1) {
 #pragma omp barrier
+        }
       }
       for (int64_t ic = m_lo; ic < m_hi; ic += MC) {
         const int64_t mc = std::min(MC, m_hi - ic);
         j.mk.pack_a(A + ic * j.a.row_stride + pc * j.a.col_stride, j.a.row_stride, j.a.col_stride, mc, kc,
                     j.ep.alpha, abuf);
         for (int64_t jr = 0; jr < nc; jr += NR) {
-          const float* bp = bbuf + (jr / NR) * kc * NR;
+          const float* bp = bblock + (jr / NR) * kc * NR;
           const int64_t nv = std::min<int64_t>(NR, nc - jr);
           for (int64_t ir = 0; ir < mc; ir += MR) {
             // Fetch the next tile's C rows while this tile computes: they were last touched a
@@ -173,8 +178,17 @@ void gemm_block(const Job& j, int64_t bi, int64_t m_lo, int64_t m_hi, int64_t n0
                      load_c, final);
           }
         }
+        // GELU over whole rows of the finished mc x nc block while it is still in cache: one
+        // call per row instead of one per MR x NR tile row, whose fixed cost (constants, tail)
+        // used to exceed the arithmetic.
+        if (final && is_gelu(j.ep.act)) {
+          float* c = j.c.data + bi * j.c.batch_stride + ic * j.c.row_stride + jc;
+          const float* res =
+              j.ep.residual ? j.ep.residual + bi * j.c.batch_stride + ic * j.c.row_stride + jc : nullptr;
+          gelu_tile(j.ep, c, j.c.row_stride, res, j.c.row_stride, mc, nc);
+        }
       }
-      if (nt > 1) {
+      if (nt > 1 && !j.packed_b) {
 #pragma omp barrier
       }
     }
@@ -250,17 +264,24 @@ bool try_small_m(const GemmKernelSet& ks, int64_t batch, int64_t M, int64_t N, i
 
 }  // namespace
 
-void sgemm_with(const GemmKernelSet& ks, const GemmConfig& cfg_in, int64_t batch, int64_t M, int64_t N, int64_t K,
-                MatrixView a, MatrixView b, OutputView c, const GemmEpilogue& ep) {
+namespace {
+
+void sgemm_run(const GemmKernelSet& ks, const GemmConfig& cfg_in, int64_t batch, int64_t M, int64_t N, int64_t K,
+               MatrixView a, MatrixView b, OutputView c, const GemmEpilogue& ep, const PackedB* packed) {
   KILN_CHECK(batch >= 0 && M >= 0 && N >= 0 && K >= 0, "sgemm: negative size (", batch, ", ", M, ", ", N, ", ", K,
              ")");
   if (batch == 0 || M == 0 || N == 0) return;
   if (K == 0) return epilogue_only(batch, M, N, c, ep);
   if (try_small_m(ks, batch, M, N, K, a, b, c, ep)) return;
   GemmProblem prob{batch, M, N, K, 1, a.col_stride != 1 && a.row_stride == 1, b.col_stride != 1 && b.row_stride == 1};
-  const GemmConfig cfg = sanitize_gemm_config(ks, prob, cfg_in);
+  GemmConfig cfg = sanitize_gemm_config(ks, prob, cfg_in);
+  if (packed) {  // the packing fixed the micro-kernel and the depth blocks
+    cfg.kernel = packed->kernel;
+    cfg.kc = packed->kc;
+    cfg = sanitize_gemm_config(ks, prob, cfg);
+  }
   const GemmMicroKernel& mk = ks.kernels[cfg.kernel];
-  const Job job{mk, cfg, M, N, K, a, b, c, ep};
+  const Job job{mk, cfg, M, N, K, a, b, c, ep, packed};
   const int64_t NR = mk.nr, MR = mk.mr;
   const int64_t bbuf_floats = round_up(std::min(cfg.nc, N), NR) * cfg.kc;
 
@@ -299,6 +320,48 @@ void sgemm_with(const GemmKernelSet& ks, const GemmConfig& cfg_in, int64_t batch
       }
     }
   }
+}
+
+}  // namespace
+
+void sgemm_with(const GemmKernelSet& ks, const GemmConfig& cfg, int64_t batch, int64_t M, int64_t N, int64_t K,
+                MatrixView a, MatrixView b, OutputView c, const GemmEpilogue& ep) {
+  sgemm_run(ks, cfg, batch, M, N, K, a, b, c, ep, nullptr);
+}
+
+PackedB pack_b_once(int64_t K, int64_t N, MatrixView b) {
+  KILN_CHECK(K > 0 && N > 0, "pack_b_once: empty operand (", K, " x ", N, ")");
+  const GemmKernelSet& ks = gemm_kernels();
+  GemmProblem prob{1, 256, N, K, 1, false, b.col_stride != 1 && b.row_stride == 1};
+  const GemmConfig cfg = default_gemm_config(ks, prob);
+  const GemmMicroKernel& mk = ks.kernels[cfg.kernel];
+  PackedB p;
+  p.K = K;
+  p.N = N;
+  p.kernel = cfg.kernel;
+  p.kc = cfg.kc;
+  p.kernels = &ks;
+  p.source = b;
+  const int64_t panels = (N + mk.nr - 1) / mk.nr;
+  p.npad = panels * mk.nr;
+  const size_t bytes = (static_cast<size_t>(K * p.npad) * sizeof(float) + 63) / 64 * 64;
+  float* data = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (!data) throw std::bad_alloc();
+  p.data = std::shared_ptr<float>(data, [](float* q) { std::free(q); });
+  const float* B = static_cast<const float*>(b.data);
+  for (int64_t pc = 0; pc < K; pc += p.kc)
+    mk.pack_b(B + pc * b.row_stride, b.row_stride, b.col_stride, std::min(p.kc, K - pc), N, 0, panels,
+              data + pc * p.npad);
+  return p;
+}
+
+void sgemm_prepacked(int64_t M, MatrixView a, const PackedB& b, OutputView c, const GemmEpilogue& ep) {
+  const auto& ks = *static_cast<const GemmKernelSet*>(b.kernels);
+  KILN_CHECK(&ks == &gemm_kernels(), "sgemm_prepacked: B was packed for another kernel set");
+  int nt = in_parallel_region() ? 1 : get_num_threads();
+  GemmProblem prob{1, M, b.N, b.K, nt, a.col_stride != 1 && a.row_stride == 1,
+                   b.source.col_stride != 1 && b.source.row_stride == 1};
+  sgemm_run(ks, gemm_config_for(ks, prob), 1, M, b.N, b.K, a, b.source, c, ep, &b);
 }
 
 void sgemm(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, OutputView c,

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 
 namespace kiln::ops::cpu {
@@ -44,6 +45,26 @@ struct GemmEpilogue {
 // time), whatever the blocking, micro-kernel shape or thread count, so tuning never changes results.
 void sgemm(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, OutputView c,
            const GemmEpilogue& ep = {});
+
+// A right operand packed once into the micro-kernel's panels, for products that reuse it (a
+// compiled graph's constant weights): sgemm_prepacked then skips the per-call packing of B, which
+// costs as much as 10% of a batch-1 transformer forward. Layout: for each depth block of kc rows
+// (the last may be shorter), ceil(N / NR) panels of kc x NR, so any block of whole panels is
+// contiguous. The source stays referenced (products of a few rows read it unpacked) and must
+// outlive this.
+struct PackedB {
+  int64_t K = 0, N = 0;
+  int kernel = 0;      // index into the kernel set it was packed for
+  int64_t kc = 0, npad = 0;  // depth block; N rounded up to whole panels
+  const void* kernels = nullptr;  // the GemmKernelSet (opaque here)
+  MatrixView source{};
+  std::shared_ptr<float> data;  // 64-byte aligned
+};
+// Packs B (K x N, any strides) for the current kernel set and the default blocking of its depth.
+PackedB pack_b_once(int64_t K, int64_t N, MatrixView b);
+// C (M x N, row stride c.row_stride) = epilogue(A @ B) with B from pack_b_once: bitwise the same
+// as sgemm on the source operand.
+void sgemm_prepacked(int64_t M, MatrixView a, const PackedB& b, OutputView c, const GemmEpilogue& ep = {});
 
 // Dense row-major C (batch, M, N) with an optional per-column bias: the common case.
 void gemm_f32(int64_t batch, int64_t M, int64_t N, int64_t K, MatrixView a, MatrixView b, float* c,
