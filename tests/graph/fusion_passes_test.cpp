@@ -62,6 +62,44 @@ TEST(FusePatterns, BiasFreeMatmulBecomesLinearAndTakesActivationOrBias) {
   EXPECT_NE(g.outputs()[1]->producer->input(2), nullptr);  // the add became the bias
 }
 
+// A residual connection r + linear(...) becomes the linear's fourth input (the GEMM adds it in
+// its epilogue); under an activation it must not: relu(r + linear) keeps the relu outside, and
+// a bias added after the residual stays a separate add. Values must match the unfused graph.
+TEST(FusePatterns, ResidualAddFusesIntoLinearButNotUnderActivationOrBias) {
+  auto build = [](Graph& g) {
+    Generator gen(5);
+    Value* x = g.add_input("x", DType::f32, fs({2, 7, 8}));
+    Value* r = g.add_input("r", DType::f32, fs({2, 7, 6}));
+    auto w = [&](const char* name) { return g.add_constant(name, randn({6, 8}, gen)); };
+    Value* l1 = g.add_op("linear", {x, w("w1"), g.add_constant("b1", randn({6}, gen))}, {}, DType::f32, fs({2, 7, 6}));
+    g.mark_output(named_op(g, "y1", "add", {r, l1}, {}, DType::f32, fs({2, 7, 6})));
+    Value* l2 = g.add_op("linear", {x, w("w2")}, {}, DType::f32, fs({2, 7, 6}));
+    Value* s2 = g.add_op("add", {l2, r}, {}, DType::f32, fs({2, 7, 6}));
+    g.mark_output(named_op(g, "y2", "relu", {s2}, {}, DType::f32, fs({2, 7, 6})));
+    Value* l3 = g.add_op("linear_act", {x, w("w3")}, {{"activation", std::string("gelu_tanh")}}, DType::f32,
+                         fs({2, 7, 6}));
+    Value* s3 = g.add_op("add", {l3, r}, {}, DType::f32, fs({2, 7, 6}));
+    g.mark_output(named_op(g, "y3", "add", {s3, g.add_constant("b3", randn({6}, gen))}, {}, DType::f32,
+                           fs({2, 7, 6})));
+    // Broadcast residual (a bias-shaped tensor that is not constant): no fusion.
+    Value* l4 = g.add_op("linear", {x, w("w4")}, {}, DType::f32, fs({2, 7, 6}));
+    Value* r4 = g.add_input("r4", DType::f32, fs({6}));
+    g.mark_output(named_op(g, "y4", "add", {l4, r4}, {}, DType::f32, fs({2, 7, 6})));
+  };
+  Graph g = check_pass(build, [](Graph& g) { EXPECT_EQ(fuse_patterns(g), 3); }, 1e-6, "residual");
+  const Node* y1 = g.outputs()[0]->producer;
+  EXPECT_EQ(y1->op_name(), "linear");
+  ASSERT_NE(y1->input(3), nullptr);
+  EXPECT_EQ(y1->input(3)->name, "r");
+  EXPECT_EQ(g.outputs()[1]->producer->op_name(), "relu");
+  EXPECT_EQ(g.outputs()[1]->producer->input(0)->producer->input(3)->name, "r");
+  const Node* y3 = g.outputs()[2]->producer;
+  EXPECT_EQ(y3->op_name(), "add");  // the bias after the residual
+  EXPECT_EQ(y3->input(0)->producer->op_name(), "linear_act");
+  EXPECT_EQ(y3->input(0)->producer->attr_string("activation"), "gelu_tanh");
+  EXPECT_EQ(g.outputs()[3]->producer->op_name(), "add");
+}
+
 // conv2d + relu + max_pool2d becomes one conv2d node that pools each chunk of the batch as it is
 // convolved (30 images of 32x26x26 outputs: 3 chunks of about 1 MiB); bitwise equal to unfused.
 TEST(FusePatterns, MaxPoolFusesIntoConvolutionAndRunsInBatchChunks) {

@@ -8,7 +8,7 @@ namespace kiln::graph {
 Compiled::Compiled(Graph g, const CompileOptions& options) : graph_(std::move(g)), options_(options) {
   nodes_before_ = graph_.nodes().size();
   if (options_.optimize) log_ = optimize(graph_, options_.passes);
-  exec_ = std::make_unique<Executor>(graph_);
+  exec_ = std::make_unique<Executor>(graph_, /*prepare_constants=*/options_.optimize);
   // Generate and compile the fused kernels now rather than on the first run (a disk-cache hit
   // after the first time; the interpreter runs them when no compiler is available).
   for (const auto& n : graph_.nodes())

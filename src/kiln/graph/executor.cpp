@@ -10,7 +10,7 @@
 
 namespace kiln::graph {
 
-Executor::Executor(const Graph& graph) : graph_(graph) {
+Executor::Executor(const Graph& graph, bool prepare_constants) : graph_(graph) {
   const KernelTable& table = kernel_table();
   const auto& nodes = graph.nodes();
   kernels_.reserve(nodes.size());
@@ -19,6 +19,9 @@ Executor::Executor(const Graph& graph) : graph_(graph) {
     if (!fn)
       throw NotImplementedError(detail::concat("graph: no kernel for op '", n->op_name(), "' (node '", n->name, "')"));
     kernels_.push_back(fn);
+    const PreparedKernel* pk = prepare_constants ? table.find_prepared(n->op_name()) : nullptr;
+    prepared_.push_back(pk ? pk->prepare(*n) : nullptr);
+    prepared_fns_.push_back(pk);
   }
   // Last use of every value read by a node; graph outputs are never released.
   std::unordered_map<int64_t, size_t> last_use;
@@ -34,6 +37,11 @@ Executor::Executor(const Graph& graph) : graph_(graph) {
   for (size_t i = 0; i < nodes.size(); ++i)
     for (const Value* out : nodes[i]->outputs)
       if (uses[static_cast<size_t>(out->id)] == 0) release_[i].push_back(out->id);
+}
+
+std::vector<Tensor> Executor::call(size_t i, const Node& n, const std::vector<Tensor>& args) const {
+  if (prepared_[i]) return prepared_fns_[i]->run(n, args, prepared_[i].get());
+  return kernels_[i](n, args);
 }
 
 std::map<std::string, int64_t> bind_inputs(const Graph& graph, const std::vector<Tensor>& inputs) {
@@ -113,10 +121,10 @@ std::vector<Tensor> Executor::run_checked(const std::vector<Tensor>& inputs, con
     }
     std::vector<Tensor> outs;
     if (offers.empty()) {
-      outs = kernels_[i](n, args);
+      outs = call(i, n, args);
     } else {
       PlacementScope placement(offers);
-      outs = kernels_[i](n, args);
+      outs = call(i, n, args);
     }
     if (arena) {
       for (size_t k = 0; k < n.outputs.size() && k < outs.size(); ++k) {

@@ -17,7 +17,9 @@ class Executor {
  public:
   // Resolves every node's kernel; throws NotImplementedError naming the first node whose op has
   // no graph kernel.
-  explicit Executor(const Graph& graph);
+  // prepare_constants: run the kernels' one-time preparation of constant inputs (kernels.h,
+  // PreparedKernel) now, and use the prepared kernels on every run.
+  explicit Executor(const Graph& graph, bool prepare_constants = false);
 
   // Inputs in the order of graph.inputs(). Throws ValueError naming the input for a wrong count,
   // dtype or shape (fixed dims must match; a symbol must have one size across all inputs).
@@ -35,7 +37,11 @@ class Executor {
 
  private:
   const Graph& graph_;
+  std::vector<Tensor> call(size_t i, const Node& n, const std::vector<Tensor>& args) const;
+
   std::vector<KernelFn> kernels_;                 // per node
+  std::vector<PreparedState> prepared_;           // per node; null: the plain kernel runs
+  std::vector<const PreparedKernel*> prepared_fns_;
   std::vector<std::vector<int64_t>> release_;     // per node: value ids whose last use it is
   size_t value_slots_ = 0;                        // 1 + the largest value id
 };

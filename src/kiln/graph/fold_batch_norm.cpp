@@ -21,7 +21,7 @@ std::optional<std::vector<double>> channel_values(const Value* v, int64_t n) {
 bool fold_one(Graph& g, Node* bn, const pass::UseIndex& uses) {
   Value* y = bn->input(0);
   Node* p = y ? y->producer : nullptr;
-  if (!p || (p->op_name() != "conv2d" && p->op_name() != "linear")) return false;
+  if (!p || (p->op_name() != "conv2d" && p->op_name() != "linear") || p->input(3)) return false;
   if (uses.sole_user(y) != bn || p->outputs.size() != 1 || bn->outputs.size() != 1) return false;
   bool conv = p->op_name() == "conv2d";
   if (conv && p->attr_string("activation", "none") != "none") return false;

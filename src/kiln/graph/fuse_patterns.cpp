@@ -114,7 +114,7 @@ bool matmul_const_weight(Matcher& m, Node* mm) {
 bool linear_bias(Matcher& m, Node* add) {
   for (int side = 0; side < 2; ++side) {
     Node* lin = m.only_for(add->input(static_cast<size_t>(side)), "linear", add);
-    if (!lin || lin->input(2)) continue;
+    if (!lin || lin->input(2) || lin->input(3)) continue;
     Value* b = add->input(static_cast<size_t>(1 - side));
     const Tensor* bias = const_of(b);
     const Tensor* w = const_of(lin->input(1));
@@ -130,7 +130,7 @@ bool linear_bias(Matcher& m, Node* add) {
 bool activation_into_producer(Matcher& m, Node* act) {
   std::string activation = "relu";
   if (act->op_name() == "gelu") activation = act->attr_string("approximate", "none") == "tanh" ? "gelu_tanh" : "gelu";
-  if (Node* lin = m.only_for(act->input(0), "linear", act)) {
+  if (Node* lin = m.only_for(act->input(0), "linear", act); lin && !lin->input(3)) {
     pass::rewrite(act, "linear_act", lin->inputs, {{"activation", activation}});
     m.touch({lin, act});
     return true;
@@ -142,6 +142,28 @@ bool activation_into_producer(Matcher& m, Node* act) {
   pass::rewrite(act, "conv2d", conv->inputs, std::move(attrs));
   m.touch({conv, act});
   return true;
+}
+
+// ---- r + linear(...) / r + linear_act(...) -> linear{_act}(x, W, b, residual: r) when r has the
+// output's shape: the GEMM adds r while each output tile is still in registers (a transformer's
+// residual connections), instead of a second pass over the output. Patterns that rewrite a
+// linear (bias, activation, batch-norm folding) leave one with a residual alone.
+bool residual_into_linear(Matcher& m, Node* add) {
+  for (int side = 0; side < 2; ++side) {
+    const Value* y = add->input(static_cast<size_t>(side));
+    Value* r = add->input(static_cast<size_t>(1 - side));
+    Node* lin = m.only_for(y, "linear", add);
+    if (!lin) lin = m.only_for(y, "linear_act", add);
+    if (!lin || lin->input(3) || !is_f32(y) || !is_f32(r) || r == y) continue;
+    if (!y->shape || !r->shape || *y->shape != *r->shape || !add->outputs[0]->shape ||
+        *add->outputs[0]->shape != *y->shape)
+      continue;
+    std::vector<Value*> inputs{lin->input(0), lin->input(1), lin->input(2), r};
+    pass::rewrite(add, lin->op_name(), inputs, lin->attrs);
+    m.touch({lin, add});
+    return true;
+  }
+  return false;
 }
 
 // ---- max_pool2d(conv2d(...)) -> conv2d {pool: "max", pool_*}: the kernel pools each chunk of the
@@ -473,7 +495,7 @@ int fuse_patterns(Graph& g) {
       else if (op == "tanh") hit = gelu_tanh(m, n);
       else if (op == "div") hit = layer_norm(m, n);
       else if (op == "matmul") hit = attention(m, n) || matmul_const_weight(m, n);
-      else if (op == "add") hit = matmul_bias(m, n) || linear_bias(m, n);
+      else if (op == "add") hit = matmul_bias(m, n) || linear_bias(m, n) || residual_into_linear(m, n);
       else if (op == "relu" || op == "gelu") hit = activation_into_producer(m, n);
       else if (op == "max_pool2d") hit = pool_into_conv(m, n);
       changed += hit ? 1 : 0;

@@ -16,6 +16,16 @@ KernelFn KernelTable::find(std::string_view op) const {
   return it == fns_.end() ? nullptr : it->second;
 }
 
+void KernelTable::add_prepared(std::string_view op, PreparedKernel k) {
+  KILN_ASSERT(find(op) != nullptr, "prepared kernel for '", op, "', which has no plain kernel");
+  prepared_[std::string(op)] = k;
+}
+
+const PreparedKernel* KernelTable::find_prepared(std::string_view op) const {
+  auto it = prepared_.find(op);
+  return it == prepared_.end() ? nullptr : &it->second;
+}
+
 std::vector<std::string> KernelTable::ops() const {
   std::vector<std::string> names;
   for (const auto& [name, fn] : fns_) names.push_back(name);

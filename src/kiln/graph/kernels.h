@@ -12,6 +12,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,14 +24,28 @@ namespace kiln::graph {
 
 using KernelFn = std::vector<Tensor> (*)(const Node& node, const std::vector<Tensor>& inputs);
 
+// Work a kernel can do once per node instead of on every run, from the node's constant inputs
+// (a compiled graph packs each constant Linear weight for the GEMM once). `prepare` runs when a
+// compiling executor is built and returns null where it does not apply (weight not constant,
+// not f32); the executor then hands the state to `run` on every call, in place of the plain
+// kernel. The state is immutable, so concurrent runs may share it.
+using PreparedState = std::shared_ptr<const void>;
+struct PreparedKernel {
+  PreparedState (*prepare)(const Node& node);
+  std::vector<Tensor> (*run)(const Node& node, const std::vector<Tensor>& inputs, const void* state);
+};
+
 class KernelTable {
  public:
   void add(std::string_view op, KernelFn fn);  // op must be in the ops registry
   KernelFn find(std::string_view op) const;    // nullptr when the op has no graph kernel
+  void add_prepared(std::string_view op, PreparedKernel k);  // op must already have a plain kernel
+  const PreparedKernel* find_prepared(std::string_view op) const;
   std::vector<std::string> ops() const;
 
  private:
   std::map<std::string, KernelFn, std::less<>> fns_;
+  std::map<std::string, PreparedKernel, std::less<>> prepared_;
 };
 
 // Built once, from every register_*_kernels function below.

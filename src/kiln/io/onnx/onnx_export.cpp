@@ -104,10 +104,12 @@ void emit_activation(Exporter& e, const std::string& act, const std::string& x, 
   else cannot(n, detail::concat("activation \"", act, "\""));
 }
 
-void export_linear(Exporter& e, const Node& n, const std::string& out) {
+void export_linear(Exporter& e, const Node& n, const std::string& final_out) {
   const Value* x = n.input(0);
   const Value* w = n.input(1);
   const Value* b = n.input(2);
+  const Value* residual = n.input(3);  // fused by the compiler: written back as an Add
+  const std::string out = residual ? e.fresh("linear_out") : final_out;
   std::string act = n.op_name() == "linear_act" ? n.attr_string("activation", "none") : "none";
   std::string y = act == "none" ? out : e.fresh("linear");
   if (rank_of(n, x) == 2) {
@@ -121,6 +123,7 @@ void export_linear(Exporter& e, const Node& n, const std::string& out) {
     else e.node("MatMul", {x->name, wt}, {y});
   }
   if (act != "none") emit_activation(e, act, y, out, x->dtype, n);
+  if (residual) e.node("Add", {out, residual->name}, {final_out});
 }
 
 void export_conv(Exporter& e, const Node& n, const std::string& out) {

@@ -1,0 +1,103 @@
+// Tests of the executor's prepared kernels (kernels.h, PreparedKernel): a compiled graph packs
+// each constant Linear weight for the GEMM once. The plain executor is the oracle, bitwise.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "kiln/core/error.h"
+#include "kiln/core/rng.h"
+#include "kiln/core/thread_pool.h"
+#include "kiln/graph/compiled.h"
+#include "kiln/graph/executor.h"
+#include "kiln/graph/kernels.h"
+
+namespace kiln::graph {
+namespace {
+
+void expect_bitwise(const std::vector<Tensor>& got, const std::vector<Tensor>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t k = 0; k < got.size(); ++k) {
+    ASSERT_EQ(got[k].shape(), want[k].shape()) << what;
+    Tensor a = contiguous_raw(got[k]), b = contiguous_raw(want[k]);
+    EXPECT_EQ(0, std::memcmp(a.data<float>(), b.data<float>(), static_cast<size_t>(a.numel()) * sizeof(float)))
+        << what << " output " << k;
+  }
+}
+
+// x (N, T, 40) -> linear(W1 (96, 40), b1) -> linear_act(W2 (40, 96), gelu_tanh, residual x);
+// a third linear reads a weight that is a graph input (not prepared) and a 2-d (N, 40) head.
+void build(Graph& g) {
+  Generator gen(3);
+  SymShape xs{Dim::named("N"), Dim::fixed(5), Dim::fixed(40)};
+  Value* x = g.add_input("x", DType::f32, xs);
+  Value* w3 = g.add_input("w3", DType::f32, fixed_shape({40, 40}));
+  Value* h = g.add_op("linear", {x, g.add_constant("w1", randn({96, 40}, gen)), g.add_constant("b1", randn({96}, gen))},
+                      {}, DType::f32);
+  Value* y = g.add_op("linear_act", {h, g.add_constant("w2", randn({40, 96}, gen)), nullptr, x},
+                      {{"activation", std::string("gelu_tanh")}}, DType::f32);
+  g.mark_output(y);
+  g.mark_output(g.add_op("linear", {y, w3}, {}, DType::f32));
+}
+
+TEST(PreparedKernels, PackedWeightsGiveThePlainExecutorsBits) {
+  Graph g;
+  build(g);
+  Executor plain(g), prepared(g, /*prepare_constants=*/true);
+  Generator gen(9);
+  for (int threads : {1, 2})
+    for (int64_t n : {1, 3, 30}) {  // 5, 15 and 150 rows: small-M, packed and several row blocks
+      set_num_threads(threads);
+      std::vector<Tensor> in{randn({n, 5, 40}, gen), randn({40, 40}, gen)};
+      const std::string what = "threads " + std::to_string(threads) + " batch " + std::to_string(n);
+      expect_bitwise(prepared.run(in), plain.run(in), what);
+      expect_bitwise(prepared.run(in), plain.run(in), what + " (second run)");
+    }
+  set_num_threads(2);
+}
+
+TEST(PreparedKernels, OnlyConstantF32WeightsArePrepared) {
+  Graph g;
+  build(g);
+  const PreparedKernel* pk = kernel_table().find_prepared("linear");
+  ASSERT_NE(pk, nullptr);
+  const auto& nodes = g.nodes();
+  EXPECT_NE(pk->prepare(*nodes[0]), nullptr);  // constant weight
+  EXPECT_EQ(pk->prepare(*nodes[2]), nullptr);  // the weight is a graph input
+  Graph g64;
+  Value* x = g64.add_input("x", DType::f64, fixed_shape({2, 3}));
+  g64.mark_output(g64.add_op("linear", {x, g64.add_constant("w", Tensor::zeros({4, 3}, DType::f64))}, {}, DType::f64));
+  EXPECT_EQ(pk->prepare(*g64.nodes()[0]), nullptr);
+}
+
+// A prepared kernel given inputs that do not fit its packed weight falls back to the plain
+// kernel, so the error is the usual one naming the op and shapes.
+TEST(PreparedKernels, MismatchedInputsGetThePlainKernelsError) {
+  Graph g;
+  build(g);
+  const Node& lin = *g.nodes()[0];
+  const PreparedKernel* pk = kernel_table().find_prepared("linear");
+  PreparedState st = pk->prepare(lin);
+  ASSERT_NE(st, nullptr);
+  Generator gen(1);
+  std::vector<Tensor> bad{randn({2, 41}, gen), lin.input(1)->constant, lin.input(2)->constant};
+  try {
+    pk->run(lin, bad, st.get());
+    FAIL() << "expected an error";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("linear: input [2, 41] does not match weight [96, 40]"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(PreparedKernels, CompiledGraphsUseThem) {
+  Graph ref, g;
+  build(ref);
+  build(g);
+  Compiled compiled(std::move(g));
+  Generator gen(4);
+  std::vector<Tensor> in{randn({7, 5, 40}, gen), randn({40, 40}, gen)};
+  expect_bitwise(compiled.run(in), Executor(ref).run(in), "compiled");
+}
+
+}  // namespace
+}  // namespace kiln::graph
