@@ -11,6 +11,8 @@
 #include <set>
 
 #include "kiln/ops/op_registry.h"
+#include "kiln/ops/rnn_ops.h"
+#include "kiln/ops/spatial_nd.h"
 #include "ops/op_harness.h"
 
 using namespace kiln;
@@ -929,7 +931,8 @@ TEST(OpRegistry, EveryDeclaredOpHasARow) {
   std::regex decl(R"(^(?:Tensor|std::pair<Tensor, Tensor>|std::vector<Tensor>) ([a-z0-9_]+)\()");
   int found = 0;
   for (const char* header : {"elementwise.h", "reduce.h", "shape_ops.h", "linalg.h", "nn_ops.h", "inference_ops.h",
-                             "inference_nn.h", "quant_ops.h", "inference_extra.h", "indexing_extra.h"}) {
+                             "inference_nn.h", "quant_ops.h", "inference_extra.h", "indexing_extra.h",
+                             "spatial_nd.h", "rnn_ops.h"}) {
     std::ifstream in(std::string(KILN_SOURCE_DIR) + "/src/kiln/ops/" + header);
     ASSERT_TRUE(in) << header;
     std::string line;
