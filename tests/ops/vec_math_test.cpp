@@ -113,6 +113,31 @@ TEST(VecMath, TanhSigmoidErfAbsoluteError) {
   EXPECT_EQ(vm_erf(-INFINITY), -1.0f);
 }
 
+// GELU (tanh form) as x * sigmoid(2u): relative error against the f64 tanh formula, and its
+// derivative against the analytic one; far tails go to 0 and x, NaN propagates.
+TEST(VecMath, GeluTanhAndItsGradient) {
+  double worst = 0, worst_grad = 0;
+  for (float x : grid(-12, 12, 1e-3)) {
+    const double xd = x, u = 0.7978845608028654 * (xd + 0.044715 * xd * xd * xd), t = std::tanh(u);
+    const double want = xd / (1 + std::exp(-2 * u));  // = 0.5 x (1 + tanh u), without its cancellation
+    const double du = 0.7978845608028654 * (1 + 3 * 0.044715 * xd * xd);
+    const double want_grad = 0.5 * (1 + t) + 0.5 * xd * (1 - t * t) * du;
+    // Relative where the value matters; in the far negative tail (values below 1e-6) the f32
+    // rounding of the exp argument (|-2u| up to 142) dominates, so absolute there.
+    const double err = std::fabs(vm_gelu_tanh(x) - want);
+    worst = std::max(worst, x > -5 ? err / std::max(std::fabs(want), 1e-30) : err * 1e6);
+    worst_grad = std::max(worst_grad, std::fabs(vm_gelu_tanh_grad(x) - want_grad));
+  }
+  EXPECT_LT(worst, 4e-6);  // at x = -5 the argument -2u = 16.9 carries 1e-7 relative rounding
+  EXPECT_LT(worst_grad, 4e-6);  // the derivative reaches 1.13; a few f32 roundings of its terms
+  EXPECT_EQ(vm_gelu_tanh(-30.0f), 0.0f);
+  EXPECT_EQ(vm_gelu_tanh(30.0f), 30.0f);
+  EXPECT_EQ(vm_gelu_tanh(std::numeric_limits<float>::infinity()), std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(vm_gelu_tanh(std::numeric_limits<float>::quiet_NaN())));
+  EXPECT_EQ(vm_gelu_tanh_grad(-30.0f), 0.0f);
+  EXPECT_EQ(vm_gelu_tanh_grad(30.0f), 1.0f);
+}
+
 TEST(VecMath, TanhKeepsRelativeAccuracyNearZero) {
   // Where tanh(x) ~ x the absolute bound says little: hold it to a few ulp there.
   Worst w;

@@ -363,8 +363,9 @@ std::string expression(const fused::Instr& ins, const std::vector<std::string>& 
     case Op::gelu:
       return "0.5f * " + a + " * (1.0f + " + call("erf", a + " * 0.70710678118654752f") + ")";
     case Op::gelu_tanh:
-      return "0.5f * " + a + " * (1.0f + " +
-             call("tanh", "0.79788456080286536f * (" + a + " + 0.044715f * " + a + " * " + a + " * " + a + ")") + ")";
+      // vec_math.h vm_gelu_tanh: x * sigmoid(2u) = x / (1 + exp(-2u))
+      return a + " / (1.0f + " +
+             call("exp", "-1.5957691216057308f * (" + a + " + 0.044715f * " + a + " * " + a + " * " + a + ")") + ")";
     case Op::silu:
       return a + " * " + call("sigmoid", a);
     case Op::erf:

@@ -16,7 +16,6 @@ namespace {
 
 constexpr float kSqrt1_2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-constexpr float kGeluTanhC = 0.79788456080286536f;  // sqrt(2/pi)
 
 template <typename F>
 inline void binary_loop(F f, float* __restrict o, const float* __restrict a, int64_t sa,
@@ -70,8 +69,7 @@ void unary(UnaryOp op, float* o, const float* x, int64_t n) {
     case UnaryOp::gelu:
       return unary_loop([](float v) { return 0.5f * v * (1.0f + vm_erf(v * kSqrt1_2)); }, o, x, n);
     case UnaryOp::gelu_tanh:
-      return unary_loop(
-          [](float v) { return 0.5f * v * (1.0f + vm_tanh(kGeluTanhC * (v + 0.044715f * v * v * v))); }, o, x, n);
+      return unary_loop([](float v) { return vm_gelu_tanh(v); }, o, x, n);
     case UnaryOp::silu: return unary_loop([](float v) { return v * vm_sigmoid(v); }, o, x, n);
   }
 }
@@ -91,14 +89,7 @@ void unary_backward(UnaryBackwardOp op, float* gin, const float* g, const float*
           [](float x) { return 0.5f * (1.0f + vm_erf(x * kSqrt1_2)) + x * kInvSqrt2Pi * vm_exp(-0.5f * x * x); },
           gin, g, s, n);
     case UnaryBackwardOp::gelu_tanh:
-      return backward_loop(
-          [](float x) {
-            float u = kGeluTanhC * (x + 0.044715f * x * x * x);
-            float t = vm_tanh(u);
-            float du = kGeluTanhC * (1.0f + 3.0f * 0.044715f * x * x);
-            return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
-          },
-          gin, g, s, n);
+      return backward_loop([](float x) { return vm_gelu_tanh_grad(x); }, gin, g, s, n);
     case UnaryBackwardOp::silu:
       return backward_loop(
           [](float x) {
