@@ -75,6 +75,20 @@ struct RnnResult {
 // The double-precision oracle is a step-by-step loop in tests/graph/rnn_kernels_test.cpp.
 RnnResult rnn_forward(const RnnInputs& in, const RnnOptions& opt);
 
+// The entry points named by the ops.def rows (graph ops rnn, gru, lstm): rnn_forward of that kind.
+inline RnnResult rnn(const RnnInputs& in, RnnOptions opt) {
+  opt.kind = RnnKind::rnn;
+  return rnn_forward(in, opt);
+}
+inline RnnResult gru(const RnnInputs& in, RnnOptions opt) {
+  opt.kind = RnnKind::gru;
+  return rnn_forward(in, opt);
+}
+inline RnnResult lstm(const RnnInputs& in, RnnOptions opt) {
+  opt.kind = RnnKind::lstm;
+  return rnn_forward(in, opt);
+}
+
 // The activation applied to one value (exposed for tests).
 float rnn_activate(const RnnActivation& a, float x);
 
