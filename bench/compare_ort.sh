@@ -45,13 +45,14 @@ done
 
 rows=()
 for m in "${models[@]}"; do
-  batches=(1 64); [[ $m == gpt_char ]] && batches=(1 8)
+  batches=(1 64); [[ $m == gpt_char ]] && batches=(1 8 64)
   for b in "${batches[@]}"; do
     for t in 1 2; do
       # About 0.3-1.5 s of timed work per run.
       steps=300; warmup=30
       [[ $b -gt 8 && $m == cnn ]] && { steps=100; warmup=10; }
       [[ $m == gpt_char ]] && { steps=$(( b > 1 ? 30 : 100 )); warmup=$(( b > 1 ? 5 : 10 )); }
+      [[ $m == gpt_char && $b -gt 8 ]] && { steps=8; warmup=2; }
       common=(--batch "$b" --threads "$t" --steps "$steps" --warmup "$warmup")
       e=(); c=(); o=()
       for ((r = 0; r < rounds; r++)); do
