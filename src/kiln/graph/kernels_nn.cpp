@@ -14,8 +14,14 @@
 //   softmax, log_softmax (x) {axis}
 //   embedding     (weight, indices)
 //   scaled_dot_product_attention (q, k, v) {causal}
-//   dropout       (x, ...): the identity (graphs are for inference)
+//   dropout       (x, [ratio], [training_mode]) {seed}: the identity (mask all true) unless
+//                 training_mode is true and ratio > 0 (default 0.5): then y = x * mask / (1 - ratio)
+//                 with mask = U >= ratio, U uniform in [0, 1) from the stream of ONNX's reference
+//                 implementation (NumPy's legacy MT19937 seeded with `seed`, as np.random.seed),
+//                 so a seeded graph drops exactly what the reference drops; no seed: a fresh one
 #include <algorithm>
+#include <atomic>
+#include <random>
 #include <limits>
 
 #include "kiln/graph/kernels.h"
@@ -310,10 +316,42 @@ std::vector<Tensor> attention_kernel(const Node& node, const std::vector<Tensor>
                                             required_input(node, in, 2, "v"), node.attr_int("causal", 0) != 0)};
 }
 
+// NumPy's legacy uniform double from MT19937 (randomkit's rk_double): 53 random bits from two
+// 32-bit draws. std::mt19937 seeded with a 32-bit value is the same generator as np.random.seed.
+double numpy_uniform(std::mt19937& g) {
+  const uint32_t a = g() >> 5, b = g() >> 6;
+  return (a * 67108864.0 + b) / 9007199254740992.0;
+}
+
 std::vector<Tensor> dropout_kernel(const Node& node, const std::vector<Tensor>& in) {
   const Tensor& x = required_input(node, in, 0, "x");
-  std::vector<Tensor> out{x};
-  if (node.outputs.size() > 1) out.push_back(Tensor::ones(x.shape(), DType::b8));  // the mask: all kept
+  const Tensor ratio_t = optional_input(in, 1), training_t = optional_input(in, 2);
+  const double ratio = ratio_t.defined() ? scalar_value(ratio_t, node, "ratio") : 0.5;
+  const bool training = training_t.defined() && scalar_value(training_t, node, "training_mode") != 0.0;
+  if (!training || ratio == 0.0) {
+    std::vector<Tensor> out{x};
+    if (node.outputs.size() > 1) out.push_back(Tensor::ones(x.shape(), DType::b8));  // the mask: all kept
+    return out;
+  }
+  if (!(ratio > 0.0 && ratio < 1.0)) kernel_error(node, detail::concat("ratio ", ratio, " is not in [0, 1)"));
+  if (!is_floating(x.dtype())) kernel_error(node, "training-mode dropout needs a floating-point input");
+  static std::atomic<uint32_t> unseeded{0x9e3779b9u};
+  const uint32_t seed = node.has_attr("seed") ? static_cast<uint32_t>(node.attr_int("seed"))
+                                              : unseeded.fetch_add(0x9e3779b9u) ^ static_cast<uint32_t>(std::random_device{}());
+  std::mt19937 gen(seed);
+  Tensor mask = Tensor::empty(x.shape(), DType::b8);
+  Tensor keep = Tensor::empty(x.shape(), x.dtype());
+  const double scale = 1.0 / (1.0 - ratio);
+  auto* m = mask.data<bool>();
+  dispatch_float(x.dtype(), "dropout", [&]<typename T>() {
+    T* k = keep.data<T>();
+    for (int64_t i = 0; i < x.numel(); ++i) {  // one stream, in element order: sequential by nature
+      m[i] = numpy_uniform(gen) >= ratio;
+      k[i] = m[i] ? static_cast<T>(scale) : T(0);
+    }
+  });
+  std::vector<Tensor> out{ops::mul(x, keep)};
+  if (node.outputs.size() > 1) out.push_back(mask);
   return out;
 }
 

@@ -80,15 +80,20 @@ void cast(ConvertContext& ctx) {
 
 void identity(ConvertContext& ctx) { ctx.alias_output(0, ctx.required_in(0, "input")); }
 
+// Dropout: the identity at inference. From opset 12 a training_mode input (not known to be
+// false) makes it drop at random: the graph op then takes ratio and training_mode, and the seed.
 void dropout(ConvertContext& ctx) {
   Value* x = ctx.required_in(0, "data");
-  if (ctx.opset >= 12) {
-    // Training mode drops at random (not reproducible across runtimes) unless the ratio is 0.
+  if (ctx.opset >= 12 && ctx.in(2)) {
     std::optional<Tensor> training = ctx.const_in(2);
     std::optional<Tensor> ratio = ctx.const_in(1);
-    bool keeps_all = ratio && ratio->item() == 0.0;
-    if (ctx.in(2) && (!training || training->item() != 0.0) && !keeps_all)
-      ctx.unsupported("training_mode with a non-zero ratio: graphs run inference");
+    const bool inference = (training && training->item() == 0.0) || (ratio && ratio->item() == 0.0);
+    if (!inference) {
+      Attrs a;
+      if (ctx.has_attr("seed")) a["seed"] = ctx.attr_int("seed", 0);
+      ctx.emit("dropout", {x, ctx.in(1), ctx.in(2)}, std::move(a));
+      return;
+    }
   }
   if (ctx.num_outputs() < 2 || ctx.node.output(1).empty()) {
     ctx.alias_output(0, x);
