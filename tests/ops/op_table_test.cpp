@@ -913,6 +913,9 @@ TEST(OpRegistry, NamesAreUniqueAndKindsNamed) {
 // Rows that only the graph compiler creates (fused nodes) have no eager function.
 namespace graph_only {
 inline void fused_elementwise() {}
+inline void if_else() {}  // control flow: bodies run by nested graph executors (kernels_control.cpp)
+inline void loop() {}
+inline void scan() {}
 }  // namespace graph_only
 namespace op_names {
 using namespace kiln::ops;

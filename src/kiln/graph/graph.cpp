@@ -120,6 +120,11 @@ const std::vector<double>& Node::attr_floats(std::string_view key) const {
   return require_attr<std::vector<double>>(*this, key);
 }
 const Tensor& Node::attr_tensor(std::string_view key) const { return require_attr<Tensor>(*this, key); }
+const Graph& Node::subgraph(std::string_view key) const {
+  auto it = subgraphs.find(key);
+  KILN_CHECK(it != subgraphs.end() && it->second, "node '", name, "' (", op_name(), "): missing subgraph '", key, "'");
+  return *it->second;
+}
 
 // ---- Graph
 
@@ -246,20 +251,20 @@ size_t Graph::remove_unused() {
 
 // ---- text form and verifier
 
-std::string to_text(const Graph& g) {
-  std::ostringstream os;
-  os << "graph (opset " << g.opset << ")\n";
+namespace {
+
+void write_text(std::ostringstream& os, const Graph& g, const std::string& pad) {
   auto value_str = [](const Value* v) {
     if (!v) return std::string("<absent>");
     std::string s = "%" + v->name + ": " + std::string(dtype_name(v->dtype));
     s += v->shape ? sym_shape_str(*v->shape) : "[...]";
     return s;
   };
-  for (const Value* in : g.inputs()) os << "  input " << value_str(in) << "\n";
+  for (const Value* in : g.inputs()) os << pad << "input " << value_str(in) << "\n";
   for (const auto& v : g.values())
-    if (v->is_constant()) os << "  const " << value_str(v.get()) << "\n";
+    if (v->is_constant()) os << pad << "const " << value_str(v.get()) << "\n";
   for (const auto& n : g.nodes()) {
-    os << "  ";
+    os << pad;
     for (size_t k = 0; k < n->outputs.size(); ++k) os << (k ? ", " : "") << value_str(n->outputs[k]);
     os << " = " << n->op_name() << "(";
     for (size_t i = 0; i < n->inputs.size(); ++i) os << (i ? ", " : "") << (n->inputs[i] ? "%" + n->inputs[i]->name : "<absent>");
@@ -274,10 +279,22 @@ std::string to_text(const Graph& g) {
       os << "}";
     }
     os << "  # " << n->name << "\n";
+    for (const auto& [key, sub] : n->subgraphs) {
+      os << pad << "  " << key << ":\n";
+      if (sub) write_text(os, *sub, pad + "    ");
+    }
   }
-  os << "  return";
+  os << pad << "return";
   for (size_t i = 0; i < g.outputs().size(); ++i) os << (i ? ", %" : " %") << g.outputs()[i]->name;
   os << "\n";
+}
+
+}  // namespace
+
+std::string to_text(const Graph& g) {
+  std::ostringstream os;
+  os << "graph (opset " << g.opset << ")\n";
+  write_text(os, g, "  ");
   return os.str();
 }
 
@@ -301,6 +318,10 @@ void verify(const Graph& g, std::string_view context) {
       if (out->producer != n.get() || out->producer_output != static_cast<int>(k))
         fail("output %", out->name, " of node '", n->name, "' does not point back at it");
       if (!available.insert(out).second) fail("value %", out->name, " is produced twice");
+    }
+    for (const auto& [key, sub] : n->subgraphs) {
+      if (!sub) fail("node '", n->name, "' (", n->op_name(), ") has an empty subgraph '", key, "'");
+      verify(*sub, detail::concat(context, "; in subgraph '", key, "' of node '", n->name, "'"));
     }
   }
   for (const Value* out : g.outputs())

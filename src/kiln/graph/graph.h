@@ -41,6 +41,7 @@ using Attr = std::variant<int64_t, double, std::string, std::vector<int64_t>, st
 std::string attr_str(const Attr& a);
 
 struct Node;
+class Graph;
 
 struct Value {
   int64_t id = 0;
@@ -60,6 +61,12 @@ struct Node {
   std::vector<Value*> inputs;       // nullptr marks an absent optional input
   std::vector<Value*> outputs;
   std::map<std::string, Attr, std::less<>> attrs;
+  // Bodies of control-flow nodes (if_else: "then_branch", "else_branch"; loop, scan: "body"),
+  // keyed by their ONNX attribute name. A body never reads a value of an enclosing graph
+  // directly: each outer value it needs is an extra input of the node and of the body (the
+  // node's last "num_captured" inputs, kernels_control.cpp), so every pass sees all uses of a
+  // value in the graph that owns it without knowing about bodies.
+  std::map<std::string, std::shared_ptr<Graph>, std::less<>> subgraphs;
 
   std::string_view op_name() const { return op->name; }
   bool has_attr(std::string_view key) const { return attrs.find(key) != attrs.end(); }
@@ -74,6 +81,7 @@ struct Node {
   std::vector<int64_t> attr_ints(std::string_view key, std::vector<int64_t> fallback) const;
   const std::vector<double>& attr_floats(std::string_view key) const;
   const Tensor& attr_tensor(std::string_view key) const;
+  const Graph& subgraph(std::string_view key) const;  // throws a ValueError naming node and key
   // The node's input i, or nullptr when it is absent (index past the end included).
   Value* input(size_t i) const { return i < inputs.size() ? inputs[i] : nullptr; }
 };
@@ -133,11 +141,14 @@ class Graph {
   int64_t name_counter_ = 0;
 };
 
-// Readable text form: one line per input, constant (shape only) and node.
+// Readable text form: one line per input, constant (shape only) and node; a node's subgraphs
+// follow it, indented.
 std::string to_text(const Graph& g);
 // Structural checks: every node input is a graph input, a constant or an earlier node's output;
-// each value is produced once; outputs exist; names unique. Throws InternalError naming the
-// offending node (after a pass) with `context` (the pass name) in the message.
+// each value is produced once; outputs exist; names unique; subgraphs pass the same checks on
+// their own (so a body that reads an outer value without capturing it fails). Throws
+// InternalError naming the offending node (after a pass) with `context` (the pass name) in the
+// message.
 void verify(const Graph& g, std::string_view context);
 
 }  // namespace kiln::graph

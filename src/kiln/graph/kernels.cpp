@@ -45,6 +45,7 @@ const KernelTable& kernel_table() {
     register_indexing_kernels(t);
     register_rnn_kernels(t);
     register_spatial_nd_kernels(t);
+    register_control_kernels(t);
     register_fused_kernels(t);
     return t;
   }();

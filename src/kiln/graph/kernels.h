@@ -63,6 +63,7 @@ void register_extra_kernels(KernelTable& t);     // inference_extra.h: trig, tri
 void register_indexing_kernels(KernelTable& t);  // indexing_extra.h: scatter/gather families, ...
 void register_rnn_kernels(KernelTable& t);         // rnn_ops.h: ONNX RNN, GRU, LSTM
 void register_spatial_nd_kernels(KernelTable& t);  // spatial_nd.h: 3-d conv/pool, dilated and indexed max pool
+void register_control_kernels(KernelTable& t);  // if_else, loop, scan: bodies run by nested executors
 void register_fused_kernels(KernelTable& t);     // fused_elementwise (fused_program.h)
 
 // Helpers for kernels.

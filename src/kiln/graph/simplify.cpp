@@ -59,6 +59,12 @@ std::string node_key(const Node& n) {
     key += name + '=';
     put_attr(key, a);
   }
+  // Bodies compare by identity: two control-flow nodes are one only when they share them.
+  for (const auto& [name, sub] : n.subgraphs) {
+    key += name + '@';
+    const Graph* p = sub.get();
+    put_bytes(key, &p, sizeof p);
+  }
   return key;
 }
 

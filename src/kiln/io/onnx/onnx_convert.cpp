@@ -182,6 +182,7 @@ const ConverterTable& converter_table() {
     register_extra_converters(t);
     register_indexing_converters(t);
     register_rnn_converters(t);
+    register_control_converters(t);
     return t;
   }();
   return table;

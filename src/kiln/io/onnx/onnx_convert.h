@@ -39,6 +39,7 @@ class ConvertContext {
   // The value of input i when it is a constant (initializer, Constant node, folded value).
   std::optional<Tensor> const_in(size_t i) const;
   std::optional<std::vector<int64_t>> const_ints(size_t i) const;  // a constant integer input
+  const std::map<std::string, Value*, std::less<>>& scope() const { return values_; }  // by ONNX name, so far
 
   // ---- attributes (ONNX AttributeProto by name)
   bool has_attr(std::string_view name) const { return find_attr(name) != nullptr; }
@@ -115,6 +116,7 @@ void register_quant_converters(ConverterTable& t);      // QuantizeLinear, QLine
 void register_extra_converters(ConverterTable& t);      // inference_extra.h ops, the ONNX losses
 void register_indexing_converters(ConverterTable& t);   // indexing_extra.h ops
 void register_rnn_converters(ConverterTable& t);        // RNN, GRU, LSTM (rnn_ops.h)
+void register_control_converters(ConverterTable& t);    // If, Loop, Scan (bodies: onnx_subgraph.h)
 
 // ONNX shape (TypeProto tensor shape) -> symbolic shape; nullopt when the rank is unknown.
 std::optional<graph::SymShape> sym_shape_from_onnx(const ::onnx::ValueInfoProto& info);

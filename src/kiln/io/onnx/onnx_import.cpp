@@ -1,5 +1,6 @@
 #include "kiln/io/onnx/onnx_import.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -9,6 +10,7 @@
 
 #include "kiln/core/error.h"
 #include "kiln/io/onnx/onnx_convert.h"
+#include "kiln/io/onnx/onnx_subgraph.h"
 #include "kiln/io/onnx/tensor_proto.h"
 
 namespace kiln::io {
@@ -38,6 +40,10 @@ void check_window_attributes(const ::onnx::GraphProto& g, std::string_view sourc
   static const std::set<std::string> kWindowed = {"Conv",    "ConvTranspose", "ConvInteger", "QLinearConv",
                                                   "MaxPool", "AveragePool",   "LpPool",      "MaxUnpool"};
   for (const auto& node : g.node()) {
+    for (const auto& a : node.attribute()) {  // control-flow bodies
+      if (a.has_g()) check_window_attributes(a.g(), source);
+      for (const auto& sub : a.graphs()) check_window_attributes(sub, source);
+    }
     if (!kWindowed.count(node.op_type())) continue;
     for (const auto& a : node.attribute()) {
       bool positive = a.name() == "strides" || a.name() == "dilations" || a.name() == "kernel_shape";
@@ -69,33 +75,33 @@ void check_and_infer(::onnx::ModelProto& model, std::string_view source) {
   }
 }
 
-graph::Graph convert_model(const ::onnx::ModelProto& model, std::string_view source) {
-  int64_t opset = default_domain_opset(model, source);
-  const ::onnx::GraphProto& gp = model.graph();
-  graph::Graph g;
-  g.opset = opset;
-  g.producer = model.producer_name() + (model.producer_version().empty() ? "" : " " + model.producer_version());
+using ValueMap = std::map<std::string, Value*, std::less<>>;
 
-  std::map<std::string, Value*, std::less<>> values;
+// A declared graph input; `fallback` types it where the proto does not (a body's input).
+void add_graph_input(graph::Graph& g, ValueMap& values, const ::onnx::ValueInfoProto& in,
+                     std::optional<DType> fallback, std::string_view source) {
+  const auto& type = in.type();
+  std::optional<graph::SymShape> shape;
+  DType dt = DType::f32;
+  if (type.has_tensor_type() && type.tensor_type().elem_type() != 0) {
+    dt = dtype_from_onnx(type.tensor_type().elem_type(), detail::concat(source, ": input '", in.name(), "'"));
+    shape = sym_shape_from_onnx(in);
+  } else {
+    KILN_CHECK_AS(NotImplementedError, (!type.has_sequence_type() && !type.has_map_type() && !type.has_optional_type()) &&
+                  fallback, source, ": input '", in.name(),
+                  "' is not a tensor (sequences, maps and optionals are not supported)");
+    dt = *fallback;
+  }
+  values[in.name()] = g.add_input(in.name(), dt, shape.value_or(graph::SymShape{}));
+  if (!shape) g.inputs().back()->shape.reset();
+}
+
+// Converts gp's nodes and marks its outputs; `values` holds its inputs and constants already.
+void convert_nodes(const ::onnx::GraphProto& gp, graph::Graph& g, int64_t opset, ValueMap& values,
+                   std::string_view source) {
   std::map<std::string, const ::onnx::ValueInfoProto*, std::less<>> infos;
   for (const auto& vi : gp.value_info()) infos[vi.name()] = &vi;
   for (const auto& vi : gp.output()) infos[vi.name()] = &vi;
-
-  for (const auto& init : gp.initializer()) {
-    std::string ctx = detail::concat(source, ": initializer '", init.name(), "'");
-    values[init.name()] = g.add_constant(init.name(), tensor_from_proto(init, ctx));
-  }
-  KILN_CHECK_AS(NotImplementedError, gp.sparse_initializer_size() == 0, source, ": sparse initializers are not supported");
-  for (const auto& in : gp.input()) {
-    if (values.count(in.name())) continue;  // IR < 4 lists initializers among the inputs
-    const auto& type = in.type();
-    KILN_CHECK_AS(NotImplementedError, type.has_tensor_type(), source, ": input '", in.name(),
-                  "' is not a tensor (sequences, maps and optionals are not supported)");
-    DType dt = dtype_from_onnx(type.tensor_type().elem_type(), detail::concat(source, ": input '", in.name(), "'"));
-    std::optional<graph::SymShape> shape = sym_shape_from_onnx(in);
-    values[in.name()] = g.add_input(in.name(), dt, shape.value_or(graph::SymShape{}));
-    if (!shape) g.inputs().back()->shape.reset();
-  }
 
   const ConverterTable& table = converter_table();
   for (const auto& node : gp.node()) {
@@ -124,6 +130,9 @@ graph::Graph convert_model(const ::onnx::ModelProto& model, std::string_view sou
   }
 
   for (const auto& out : gp.output()) {
+    KILN_CHECK_AS(NotImplementedError, !out.type().has_sequence_type() && !out.type().has_optional_type() &&
+                  !out.type().has_map_type(), source, ": output '", out.name(),
+                  "' is not a tensor (sequences, maps and optionals are not supported)");
     auto it = values.find(out.name());
     KILN_CHECK(it != values.end(), source, ": graph output '", out.name(), "' is never produced");
     Value* v = it->second;
@@ -136,11 +145,103 @@ graph::Graph convert_model(const ::onnx::ModelProto& model, std::string_view sou
     }
     g.mark_output(v);
   }
+}
+
+graph::Graph convert_model(const ::onnx::ModelProto& model, std::string_view source) {
+  int64_t opset = default_domain_opset(model, source);
+  const ::onnx::GraphProto& gp = model.graph();
+  graph::Graph g;
+  g.opset = opset;
+  g.producer = model.producer_name() + (model.producer_version().empty() ? "" : " " + model.producer_version());
+
+  ValueMap values;
+  for (const auto& init : gp.initializer()) {
+    std::string ctx = detail::concat(source, ": initializer '", init.name(), "'");
+    values[init.name()] = g.add_constant(init.name(), tensor_from_proto(init, ctx));
+  }
+  KILN_CHECK_AS(NotImplementedError, gp.sparse_initializer_size() == 0, source, ": sparse initializers are not supported");
+  for (const auto& in : gp.input()) {
+    if (values.count(in.name())) continue;  // IR < 4 lists initializers among the inputs
+    add_graph_input(g, values, in, std::nullopt, source);
+  }
+  convert_nodes(gp, g, opset, values, source);
   graph::verify(g, "ONNX import");
   return g;
 }
 
+// The names a graph reads without defining them (its nested graphs' reads included).
+void free_names(const ::onnx::GraphProto& gp, std::vector<std::string>& out) {
+  std::set<std::string> defined;
+  for (const auto& in : gp.input()) defined.insert(in.name());
+  for (const auto& init : gp.initializer()) defined.insert(init.name());
+  auto read = [&](const std::string& name) {
+    if (!name.empty() && !defined.count(name) && std::find(out.begin(), out.end(), name) == out.end())
+      out.push_back(name);
+  };
+  for (const auto& node : gp.node()) {
+    for (const auto& in : node.input()) read(in);
+    for (const auto& a : node.attribute()) {
+      std::vector<std::string> inner;
+      if (a.has_g()) free_names(a.g(), inner);
+      for (const auto& sub : a.graphs()) free_names(sub, inner);
+      for (const auto& name : inner) read(name);
+    }
+    for (const auto& o : node.output()) defined.insert(o);
+  }
+  for (const auto& o : gp.output()) read(o.name());
+}
+
 }  // namespace
+
+std::vector<OuterRead> outer_reads(const ConvertContext& ctx, const std::vector<const ::onnx::GraphProto*>& bodies) {
+  std::vector<std::string> names;
+  for (const auto* b : bodies) free_names(*b, names);
+  std::vector<OuterRead> out;
+  for (const auto& name : names) {
+    auto it = ctx.scope().find(name);
+    if (it == ctx.scope().end()) ctx.invalid(detail::concat("a body reads '", name, "', which no enclosing graph defines"));
+    out.push_back({name, it->second});
+  }
+  return out;
+}
+
+std::vector<Value*> captured_inputs(const std::vector<OuterRead>& outer) {
+  std::vector<Value*> out;
+  for (const OuterRead& r : outer)
+    if (!r.value->is_constant() && std::find(out.begin(), out.end(), r.value) == out.end()) out.push_back(r.value);
+  return out;
+}
+
+std::shared_ptr<graph::Graph> import_body(const ConvertContext& ctx, const ::onnx::GraphProto& body,
+                                          const std::vector<OuterRead>& outer,
+                                          const std::vector<std::optional<DType>>& input_dtypes,
+                                          std::string_view label) {
+  std::string source(label);
+  auto g = std::make_shared<graph::Graph>();
+  g->opset = ctx.opset;
+  ValueMap values;
+  for (const auto& init : body.initializer())
+    values[init.name()] = g->add_constant(init.name(), tensor_from_proto(init, detail::concat(source, ": initializer '", init.name(), "'")));
+  KILN_CHECK_AS(NotImplementedError, body.sparse_initializer_size() == 0, source, ": sparse initializers are not supported");
+  for (int i = 0; i < body.input_size(); ++i) {
+    size_t k = static_cast<size_t>(i);
+    add_graph_input(*g, values, body.input(i), k < input_dtypes.size() ? input_dtypes[k] : std::nullopt, source);
+  }
+  // Outer reads, in captured_inputs' order; two names of one outer value (an Identity's alias)
+  // share one body value, named by the first read (a body defines none of these names itself).
+  std::map<const Value*, Value*> inner;
+  for (const OuterRead& r : outer) {
+    Value*& v = inner[r.value];
+    if (!v && r.value->is_constant()) v = g->add_constant(r.name, r.value->constant);
+    if (!v) {
+      v = g->add_input(r.name, r.value->dtype, r.value->shape.value_or(graph::SymShape{}));
+      if (!r.value->shape) v->shape.reset();
+    }
+    values[r.name] = v;
+  }
+  convert_nodes(body, *g, ctx.opset, values, source);
+  return g;
+}
 
 graph::Graph import_onnx_bytes(std::string_view bytes, std::string_view source) {
   ::onnx::ModelProto model;
