@@ -1,5 +1,6 @@
 // Tests of the fusion passes (fuse_patterns, fuse_elementwise) and of the fused_elementwise
 // interpreter: the unoptimised graph, run by the executor, is the oracle for the fused one.
+#include "kiln/graph/codegen.h"
 #include "kiln/graph/fused_program.h"
 #include "kiln/graph/kernels.h"
 #include "kiln/ops/shape_ops.h"
@@ -394,6 +395,201 @@ TEST(FuseElementwise, MalformedProgramsNameTheNode) {
   EXPECT_EQ(fused::immediate(0.1f), "#0.100000001");
   n.attrs["program"] = std::vector<std::string>{"t0 = clamp in0 #-inf #2.5"};
   EXPECT_EQ(fused::parse(n).code[0].args[1].imm, -INFINITY);
+}
+
+// ---------------------------------------------------------------- reductions with fused producers
+
+// The program lines of a fused node.
+const std::vector<std::string>& program_of(const Node& n) {
+  return std::get<std::vector<std::string>>(n.attrs.at("program"));
+}
+const Node* only_reduction_node(const Graph& g) {
+  const Node* found = nullptr;
+  for (const auto& n : g.nodes())
+    if (n->op_name() == "fused_elementwise" && n->has_attr("reduce_axes")) {
+      EXPECT_EQ(found, nullptr) << "more than one reduction program";
+      found = n.get();
+    }
+  return found;
+}
+
+// A decomposed RMS norm: x * rsqrt(mean(x * x) + eps) * w. The square, the mean and the epilogue
+// (+ eps, rsqrt) become one reduction program; the tail, which reads x again, is another fused
+// node. The arithmetic is the eager ops' in their order: bitwise equal to the unfused graph.
+TEST(FuseReduction, RmsNormBecomesOneReductionProgramAndATail) {
+  auto build = [](Graph& g) {
+    Generator gen(3);
+    const SymShape s = fs({4, 9, 257}), r = fs({4, 9, 1});
+    Value* x = g.add_input("x", DType::f32, s);
+    Value* sq = g.add_op("mul", {x, x}, {}, DType::f32, s);
+    Value* m = g.add_op("mean", {sq}, {{"axes", std::vector<int64_t>{-1}}, {"keepdims", int64_t{1}}}, DType::f32, r);
+    Value* inv = g.add_op("rsqrt", {g.add_op("add", {m, cst(g, 1e-5)}, {}, DType::f32, r)}, {}, DType::f32, r);
+    Value* y = g.add_op("mul", {x, inv}, {}, DType::f32, s);
+    g.mark_output(named_op(g, "y", "mul", {y, g.add_constant("w", randn({257}, gen))}, {}, DType::f32, s));
+  };
+  Graph g = check_pass(build, [](Graph& g) { EXPECT_EQ(fuse_elementwise(g), 6); }, 0, "rms norm");
+  ASSERT_EQ(g.nodes().size(), 2u);
+  const Node* red = only_reduction_node(g);
+  ASSERT_NE(red, nullptr);
+  EXPECT_EQ(program_of(*red), (std::vector<std::string>{"t0 = mul in0 in0", "t1 = reduce_mean t0",
+                                                        "t2 = add t1 #9.99999975e-06", "t3 = rsqrt t2"}));
+  EXPECT_EQ(red->attr_int("reduce_axes"), 1);
+  EXPECT_EQ(red->attr_int("keepdims"), 1);
+  EXPECT_EQ(red->attr_int("rank"), 3);
+}
+
+// Every reduce kind over trailing axes (one or two, keepdims either way, axes as an attribute or
+// a constant input, negative or not) of a chain with broadcast inputs, on awkward row lengths
+// (1, 7, 33, 257, 1000, and 2500: three blocks of the sum): bitwise equal to the unfused graph.
+TEST(FuseReduction, EveryKindOnAwkwardRowsMatchesTheUnfusedGraphBitwise) {
+  const char* kinds[] = {"sum", "mean", "amax", "min", "prod"};
+  int variant = 0;
+  for (int64_t len : {1, 7, 33, 257, 1000, 2500}) {
+    for (const char* kind : kinds) {
+      ++variant;
+      const bool two_axes = variant % 3 == 0, keep = variant % 2 == 0, as_input = variant % 4 == 1;
+      const Shape xs = two_axes ? Shape{3, 2, len} : Shape{5, len};
+      Shape rs = xs;
+      const size_t nred = two_axes ? 2 : 1;
+      for (size_t d = rs.size() - nred; d < rs.size(); ++d) rs[d] = 1;
+      if (!keep) rs.resize(rs.size() - nred);
+      std::vector<int64_t> axes = two_axes ? std::vector<int64_t>{1, -1} : std::vector<int64_t>{-1};
+      auto build = [&](Graph& g) {
+        Generator gen(static_cast<uint64_t>(variant));
+        Value* x = g.add_input("x", DType::f32, fs(xs));
+        Value* b = g.add_input("b", DType::f32, fs({len}));  // broadcast along the rows
+        // prod of many values under/overflows: keep them near 1 there.
+        Value* y = g.add_op("mul", {x, cst(g, std::string(kind) == "prod" ? 0.01 : 1.0)}, {}, DType::f32, fs(xs));
+        y = g.add_op("add", {y, b}, {}, DType::f32, fs(xs));
+        if (std::string(kind) == "prod") y = g.add_op("add", {y, cst(g, 1.0)}, {}, DType::f32, fs(xs));
+        else y = g.add_op("abs", {y}, {}, DType::f32, fs(xs));
+        Attrs a{{"keepdims", int64_t{keep ? 1 : 0}}};
+        std::vector<Value*> in{y};
+        if (as_input) in.push_back(g.add_constant({}, Tensor::from_vector<int64_t>(axes)));
+        else a["axes"] = axes;
+        Value* r = g.add_op(kind, in, a, DType::f32, fs(rs));
+        g.mark_output(named_op(g, "y", "sub", {r, cst(g, 0.5)}, {}, DType::f32, fs(rs)));
+      };
+      const std::string what = std::string(kind) + " len " + std::to_string(len);
+      SCOPED_TRACE(what);
+      Graph g = check_pass(build, [](Graph& g) { EXPECT_GT(fuse_elementwise(g), 0); }, 0, what);
+      ASSERT_EQ(g.nodes().size(), 1u);
+      const Node* red = only_reduction_node(g);
+      ASSERT_NE(red, nullptr);
+      EXPECT_EQ(red->attr_int("reduce_axes"), static_cast<int64_t>(nred));
+      EXPECT_EQ(red->outputs[0]->name, "y");
+    }
+  }
+}
+
+// What must not fuse: reduced axes that are not trailing, an intermediate read twice (the
+// producer stays apart; the epilogue still fuses), noop_with_empty_axes, axes computed at run
+// time. Results match the unfused graph in every case.
+TEST(FuseReduction, OnlyTrailingAxesAndPrivateIntermediatesFuse) {
+  auto leading = [](Graph& g) {
+    Value* x = g.add_input("x", DType::f32, fs({6, 5}));
+    Value* e = g.add_op("exp", {x}, {}, DType::f32, fs({6, 5}));
+    g.mark_output(g.add_op("sum", {e}, {{"axes", std::vector<int64_t>{0}}}, DType::f32, fs({1, 5})));
+  };
+  Graph g1 = check_pass(leading, [](Graph& g) { EXPECT_EQ(fuse_elementwise(g), 0); }, 0, "leading axis");
+  EXPECT_EQ(count_op(g1, "sum"), 1);
+
+  auto shared = [](Graph& g) {
+    Value* x = g.add_input("x", DType::f32, fs({6, 40}));
+    Value* e = g.add_op("abs", {g.add_op("neg", {x}, {}, DType::f32, fs({6, 40}))}, {}, DType::f32, fs({6, 40}));
+    Value* m = g.add_op("amax", {e}, {{"axes", std::vector<int64_t>{1}}}, DType::f32, fs({6, 1}));
+    g.mark_output(g.add_op("sqrt", {m}, {}, DType::f32, fs({6, 1})));
+    g.mark_output(e);  // the producer's result is also a graph output
+  };
+  Graph g2 = check_pass(shared, [](Graph& g) { EXPECT_EQ(fuse_elementwise(g), 4); }, 0, "shared producer");
+  ASSERT_EQ(count_op(g2, "fused_elementwise"), 2);  // neg + abs; amax + sqrt
+  const Node* red = only_reduction_node(g2);
+  ASSERT_NE(red, nullptr);
+  EXPECT_EQ(program_of(*red), (std::vector<std::string>{"t0 = reduce_max in0", "t1 = sqrt t0"}));
+
+  auto noop = [](Graph& g) {
+    Value* x = g.add_input("x", DType::f32, fs({3, 4}));
+    Value* e = g.add_op("exp", {x}, {}, DType::f32, fs({3, 4}));
+    g.mark_output(g.add_op("sum", {e}, {{"noop_with_empty_axes", int64_t{1}}}, DType::f32, fs({3, 4})));
+  };
+  check_pass(noop, [](Graph& g) { EXPECT_EQ(fuse_elementwise(g), 0); }, 0, "noop");
+
+  auto all_axes = [](Graph& g) {  // no axes: every dim, a single row
+    Value* x = g.add_input("x", DType::f32, fs({3, 70}));
+    Value* e = g.add_op("mul", {x, x}, {}, DType::f32, fs({3, 70}));
+    g.mark_output(g.add_op("sum", {e}, {{"keepdims", int64_t{0}}}, DType::f32, fs({})));
+  };
+  Graph g4 = check_pass(all_axes, [](Graph& g) { EXPECT_EQ(fuse_elementwise(g), 2); }, 0, "all axes");
+  ASSERT_NE(only_reduction_node(g4), nullptr);
+  EXPECT_EQ(only_reduction_node(g4)->attr_int("reduce_axes"), 2);
+}
+
+// A global average pool after a residual block (NCHW, mean over H and W) and the reduction
+// kernel's own checks: the interpreter on strided and broadcast views, against a naive loop.
+TEST(FuseReduction, InterpreterOnStridedAndBroadcastInputsMatchesANaiveLoop) {
+  Node n;
+  n.op = ops::find_op("fused_elementwise");
+  n.name = "f";
+  n.attrs["program"] = std::vector<std::string>{"t0 = sub in0 in1", "t1 = mul t0 t0", "t2 = reduce_sum t1",
+                                                "t3 = sqrt t2"};
+  n.attrs["outputs"] = std::vector<std::string>{"t3", "t2"};
+  n.attrs["rank"] = int64_t{2};
+  n.attrs["reduce_axes"] = int64_t{1};
+  n.attrs["keepdims"] = int64_t{0};
+  n.inputs = {nullptr, nullptr};
+  Generator gen(4);
+  Tensor a = randn({1500, 3}, gen), c = randn({3, 1}, gen);
+  std::vector<Tensor> in{ops::transpose(a, 0, 1), c};  // (3, 1500) strided; (3, 1) broadcast along rows
+  for (auto mode : {codegen::Mode::off, codegen::Mode::on}) {
+    codegen::set_mode_override(mode);
+    std::vector<Tensor> out = kernel_table().find("fused_elementwise")(n, in);
+    codegen::set_mode_override(std::nullopt);
+    ASSERT_EQ(out.size(), 2u);
+    ASSERT_EQ(out[0].shape(), (Shape{3}));
+    std::vector<float> av = a.to_vector<float>(), cv = c.to_vector<float>();
+    for (int i = 0; i < 3; ++i) {
+      double want = 0;
+      for (int j = 0; j < 1500; ++j) {
+        float d = av[static_cast<size_t>(j * 3 + i)] - cv[static_cast<size_t>(i)];
+        want += static_cast<double>(d * d);
+      }
+      EXPECT_NEAR(out[1].to_vector<float>()[static_cast<size_t>(i)], want, 1e-5 * want);
+      EXPECT_EQ(out[0].to_vector<float>()[static_cast<size_t>(i)], std::sqrt(out[1].to_vector<float>()[static_cast<size_t>(i)]));
+    }
+  }
+}
+
+TEST(FuseReduction, MalformedReductionProgramsNameTheNode) {
+  Node n;
+  n.op = ops::find_op("fused_elementwise");
+  n.name = "bad_reduction";
+  n.inputs = {nullptr};
+  n.attrs["rank"] = int64_t{2};
+  n.attrs["reduce_axes"] = int64_t{1};
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"t0 = reduce_sum in0", "t1 = reduce_max t0"}, "t1"},      // two reductions
+      {{"t0 = neg in0", "t1 = reduce_sum t0", "t2 = add t1 t0"}, "t2"},  // epilogue reads an element value
+      {{"t0 = reduce_sum in0", "t1 = add t0 in0"}, "t1"},        // epilogue reads an input
+      {{"t0 = neg in0", "t1 = reduce_sum t0"}, "t0"},            // output computed per element
+  };
+  for (const auto& [prog, out] : cases) {
+    n.attrs["program"] = prog;
+    n.attrs["outputs"] = std::vector<std::string>{out};
+    try {
+      fused::parse(n);
+      ADD_FAILURE() << prog.back();
+    } catch (const ValueError& e) {
+      EXPECT_NE(std::string(e.what()).find("bad_reduction"), std::string::npos) << e.what();
+    }
+  }
+  n.attrs["program"] = std::vector<std::string>{"t0 = reduce_sum in0"};
+  n.attrs["outputs"] = std::vector<std::string>{"t0"};
+  n.attrs["reduce_axes"] = int64_t{3};  // more than the rank
+  EXPECT_THROW(fused::parse(n), ValueError);
+  // An elementwise program with reduce_axes is malformed too.
+  n.attrs["program"] = std::vector<std::string>{"t0 = neg in0"};
+  n.attrs["reduce_axes"] = int64_t{1};
+  EXPECT_THROW(fused::parse(n), ValueError);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
-// Code generation for fused_elementwise programs (fused_program.h): each program becomes C++
-// source with one extern "C" function (codegen_emit.cpp), compiled by the system compiler into a
-// shared object at first use, cached on disk by content hash and loaded with dlopen
-// (codegen_compile.cpp). The interpreter in kernels_fused.cpp stays the fallback and the oracle.
+// Code generation for fused_elementwise programs (fused_program.h), elementwise and reduction
+// programs alike: each program becomes C++ source with one extern "C" function (codegen_emit.cpp),
+// compiled by the system compiler into a shared object at first use, cached on disk by content
+// hash and loaded with dlopen (codegen_compile.cpp). The interpreters in kernels_fused.cpp and
+// kernels_fused_reduce.cpp stay the fallback and the oracle.
 //
 // Environment: KILN_CODEGEN=off|on (default on), KILN_CXX (the compiler; default c++ or g++ on
 // PATH), KILN_CODEGEN_CACHE (the cache folder; default $XDG_CACHE_HOME/kiln/codegen or
@@ -27,6 +28,12 @@ namespace kiln::graph::codegen {
 // inputs. All-contiguous inputs take a fast path: one plain loop over all elements.
 using FusedFn = void (*)(const float* const* inputs, const int64_t* const* input_strides, float* const* outputs,
                          const int64_t* out_shape, int64_t rank);
+// The ABI of a reduction program's function (fused_program.h): `shape` is the element shape (rank
+// dims, the last reduced_rank of them reduced; input_strides as above, in elements along each of
+// them). outputs[j] is program output j: one value per row (rows = the product of the first
+// rank - reduced_rank dims), contiguous in row-major order.
+using FusedReduceFn = void (*)(const float* const* inputs, const int64_t* const* input_strides,
+                               float* const* outputs, const int64_t* shape, int64_t rank, int64_t reduced_rank);
 constexpr int64_t kMaxRank = 32;
 
 // ---- emission (codegen_emit.cpp)
@@ -44,7 +51,9 @@ std::string symbol_name(const fused::Program& prog);  // "kiln_fused_<hash>"
 // Inputs the generated code addresses: the highest in<k> the program reads, plus one.
 int num_inputs_read(const fused::Program& prog);
 // The complete translation unit: self-contained (only <stdint.h>), deterministic (golden files
-// pin it), the same bits on every machine when compiled with compile_flags().
+// pin it), the same bits on every machine when compiled with compile_flags(). A reduction program
+// exports a FusedReduceFn, any other program a FusedFn. The reduced axis count and keepdims are
+// not part of the source either: they only shape the call (run_reduction).
 std::string emit_source(const fused::Program& prog);
 
 // ---- compiling, caching, loading (codegen_compile.cpp)
@@ -54,7 +63,8 @@ Mode mode();                                    // the override if set, else KIL
 void set_mode_override(std::optional<Mode> m);  // tests: force the interpreter (the oracle) or codegen
 
 struct FusedFunction {
-  FusedFn fn = nullptr;
+  FusedFn fn = nullptr;              // elementwise programs
+  FusedReduceFn reduce_fn = nullptr;  // reduction programs
   std::string symbol;   // kiln_fused_<program hash>
   std::string so_path;  // the cached shared object it was loaded from
   int num_inputs = 0;   // num_inputs_read(program)
@@ -71,9 +81,16 @@ const FusedFunction* find_or_compile(const fused::Program& prog);
 // (allocated by the caller: contiguous f32, all of the broadcast shape left-padded to the
 // program's rank). Merges dims and splits the outer dim across the thread pool.
 void run(const FusedFunction& fn, const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs);
+// The same for a reduction program's function: `elements` is the element shape (the inputs'
+// broadcast shape, left-padded to the program's rank), whose last `reduced_axes` dims are reduced;
+// each output holds one value per row (contiguous f32, keepdims either way). Merges dims within
+// the kept and within the reduced dims and splits the rows across the thread pool.
+void run_reduction(const FusedFunction& fn, const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs,
+                   const Shape& elements, int64_t reduced_axes);
 
-// The hook for the fused_elementwise kernel: find_or_compile + run. Returns false (outputs
-// untouched) when the interpreter must run the program instead.
+// The hook for the fused_elementwise kernel: find_or_compile + run (run_reduction for a reduction
+// program, whose outputs are then of the reduced shape). Returns false (outputs untouched) when the
+// interpreter must run the program instead.
 bool run_generated(const fused::Program& prog, const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs);
 
 // The compiler generated code would use now: $KILN_CXX (a path, or a name looked up on PATH), else

@@ -135,11 +135,14 @@ int run_compiler(const std::string& cxx, const std::vector<std::string>& args, c
 
 // dlopen + dlsym; nullptr when either fails. The handle is never closed: the function may be
 // running on another thread when the cache is cleared, and a process loads few programs.
-FusedFn load(const std::string& so_path, const std::string& symbol) {
-  void* handle = ::dlopen(so_path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!handle) return nullptr;
-  void* fn = ::dlsym(handle, symbol.c_str());
-  return reinterpret_cast<FusedFn>(fn);
+// Sets f.fn or f.reduce_fn (by the program's kind) and returns whether it was found.
+bool load(FusedFunction& f, bool reduction) {
+  void* handle = ::dlopen(f.so_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) return false;
+  void* fn = ::dlsym(handle, f.symbol.c_str());
+  if (reduction) f.reduce_fn = reinterpret_cast<FusedReduceFn>(fn);
+  else f.fn = reinterpret_cast<FusedFn>(fn);
+  return fn != nullptr;
 }
 
 // The identity of a program in memory: its instructions as raw bytes (cheaper per call than
@@ -185,7 +188,7 @@ std::variant<std::unique_ptr<FusedFunction>, std::string> build(State& s, const 
   f->so_path = base + ".so";
 
   if (fs::exists(f->so_path, ec)) {
-    if ((f->fn = load(f->so_path, f->symbol))) {
+    if (load(*f, prog.is_reduction())) {
       ++s.disk_hits;
       return f;
     }
@@ -208,7 +211,7 @@ std::variant<std::unique_ptr<FusedFunction>, std::string> build(State& s, const 
     return "cannot write " + f->so_path;
   }
   std::remove((base + ".log").c_str());
-  if (!(f->fn = load(f->so_path, f->symbol))) {
+  if (!load(*f, prog.is_reduction())) {
     const char* why = ::dlerror();
     return "cannot load " + f->so_path + (why ? std::string(": ") + why : std::string());
   }

@@ -241,6 +241,120 @@ void kiln_drive(void (*block)(int64_t, const float* const*, float* const*), cons
 }
 )";
 
+// The driver of reduction programs: rows of the element shape, each reduced in the order of
+// the eager op on the materialised operand.
+constexpr const char* kReduceDriver =
+    R"(// Walks the rows (the leading rank - red dims of the element shape). A row's len elements (the
+// trailing red dims, flattened) go to `block` in blocks of up to kBlock, every input contiguous
+// (read in place, a broadcast value copied out once, or a strided gather), and the block's values
+// are folded into the row's accumulator in the eager reduction's order: sum and mean as
+// ops::sum (16 f32 lanes per block of 1024, each block's partial added in f64), max and min the
+// first extreme (the first NaN wins), prod left to right. `row` finishes the row.
+// KIND: 0 sum, 1 mean, 2 max, 3 min, 4 prod.
+template <int NI, int KIND>
+void kiln_drive_reduce(void (*block)(int64_t, const float* const*, float* const*),
+                       void (*row)(float, float* const*, int64_t), const float* const* in, const int64_t* const* st,
+                       float* const* out, const int64_t* shape, int64_t rank, int64_t red) {
+  constexpr int64_t kBlock = 1024;
+  constexpr int kI = NI > 0 ? NI : 1;
+  if (rank > 32 || red < 0 || red > rank) __builtin_trap();
+  const int64_t kept = rank - red;
+  int64_t rows = 1, len = 1;
+  for (int64_t d = 0; d < kept; ++d) rows *= shape[d];
+  for (int64_t d = kept; d < rank; ++d) len *= shape[d];
+  int mode[kI] = {};  // per input, along a row: 1 contiguous, 0 one broadcast value, 2 gathered
+  for (int k = 0; k < NI; ++k) {
+    bool contiguous = true, broadcast = true;
+    int64_t expect = 1;
+    for (int64_t d = rank; d-- > kept;) {
+      contiguous = contiguous && (shape[d] == 1 || st[k][d] == expect);
+      broadcast = broadcast && (shape[d] == 1 || st[k][d] == 0);
+      expect *= shape[d];
+    }
+    mode[k] = contiguous ? 1 : (broadcast ? 0 : 2);
+  }
+  float buf[kI][kBlock];
+  float values[kBlock];
+  float* y[1] = {values};
+  const float* filled[kI] = {};  // the broadcast element buf[k] holds copies of
+  const float* x[kI] = {};
+  int64_t idx[32] = {}, sub[32] = {}, off[kI] = {};
+  for (int64_t r = 0; r < rows; ++r) {
+    double total = 0.0;
+    float acc = KIND == 4 ? 1.0f : 0.0f, first_nan = 0.0f;
+    bool any = false, nan = false;
+    for (int64_t j = 0; j < len; j += kBlock) {
+      const int64_t n = len - j < kBlock ? len - j : kBlock;
+      for (int k = 0; k < NI; ++k) {
+        const float* p = in[k] + off[k];
+        if (mode[k] == 1) {
+          x[k] = p + j;
+          continue;
+        }
+        if (mode[k] == 0) {
+          if (filled[k] != p) {
+            for (int64_t i = 0; i < kBlock; ++i) buf[k][i] = *p;
+            filled[k] = p;
+          }
+        } else {  // elements j .. j + n of the row: an odometer over the reduced dims
+          int64_t rest = j, o = 0;
+          for (int64_t d = rank; d-- > kept;) {
+            sub[d] = rest % shape[d];
+            rest /= shape[d];
+            o += sub[d] * st[k][d];
+          }
+          for (int64_t i = 0; i < n; ++i) {
+            buf[k][i] = p[o];
+            for (int64_t d = rank; d-- > kept;) {
+              o += st[k][d];
+              if (++sub[d] < shape[d]) break;
+              o -= shape[d] * st[k][d];
+              sub[d] = 0;
+            }
+          }
+          filled[k] = nullptr;
+        }
+        x[k] = buf[k];
+      }
+      block(n, x, y);
+      if (KIND == 0 || KIND == 1) {
+        float lanes[16] = {};
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16)
+          for (int q = 0; q < 16; ++q) lanes[q] += values[i + q];
+        for (; i < n; ++i) lanes[i & 15] += values[i];
+        double part = 0.0;
+        for (int q = 0; q < 16; ++q) part += lanes[q];
+        total += part;
+      } else if (KIND == 4) {
+        for (int64_t i = 0; i < n; ++i) acc *= values[i];
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          const float v = values[i];
+          if (!any || (KIND == 2 ? v > acc : v < acc)) acc = v;
+          any = true;
+          if (v != v && !nan) {
+            nan = true;
+            first_nan = v;
+          }
+        }
+      }
+    }
+    const float result = KIND == 0   ? static_cast<float>(total)
+                         : KIND == 1 ? static_cast<float>(total) / static_cast<float>(len)
+                         : KIND == 4 ? acc
+                                     : (nan ? first_nan : acc);
+    row(result, out, r);
+    for (int64_t d = kept; d-- > 0;) {  // next row: carry through the kept dims
+      for (int k = 0; k < NI; ++k) off[k] += st[k][d];
+      if (++idx[d] < shape[d]) break;
+      for (int k = 0; k < NI; ++k) off[k] -= shape[d] * st[k][d];
+      idx[d] = 0;
+    }
+  }
+}
+)";
+
 void need(const std::string& name, std::set<std::string>& used) {
   if (!used.insert(name).second) return;
   for (const Helper& h : kHelpers) {
@@ -400,6 +514,12 @@ std::string expression(const fused::Instr& ins, const std::vector<std::string>& 
       return a + " <= 0.f ? " + at(2) + " * " + at(1) + " * __builtin_expm1f(" + a + ") : " + at(2) + " * " + a;
     case Op::clamp:
       return call("clamp", a + ", " + at(1) + ", " + at(2));
+    case Op::reduce_sum:
+    case Op::reduce_mean:
+    case Op::reduce_max:
+    case Op::reduce_min:
+    case Op::reduce_prod:
+      break;  // not an expression: the reduction driver folds the operand
   }
   KILN_ASSERT(false, "codegen: no formula for '", ins.spec->name, "'");
   return {};
@@ -457,23 +577,15 @@ int num_inputs_read(const fused::Program& prog) {
   return n;
 }
 
-std::string emit_source(const fused::Program& prog) {
-  KILN_CHECK(!prog.code.empty() && !prog.outputs.empty(), "codegen: a program needs instructions and outputs");
-  const int ni = num_inputs_read(prog);
-  const int no = static_cast<int>(prog.outputs.size());
-  Emit e;
-  const std::vector<std::string> lines = program_lines(prog);
+namespace {
 
-  // The loop body first: it decides which helpers the file needs.
-  std::ostringstream body;
-  std::vector<bool> loaded(static_cast<size_t>(ni), false);
-  for (const fused::Instr& ins : prog.code)
-    for (const Operand& o : ins.args)
-      if (o.kind == Operand::Kind::input) loaded[static_cast<size_t>(o.index)] = true;
-  for (int k = 0; k < ni; ++k)
-    if (loaded[static_cast<size_t>(k)]) body << "    const float x" << k << " = in" << k << "[i];\n";
-  std::vector<bool> constant(prog.code.size(), false);  // computed from immediates only
-  for (size_t k = 0; k < prog.code.size(); ++k) {
+// Instructions [begin, end) as C++ statements: "const float t<k> = <expression>;  // <line>" into
+// `body` (indent: `indent`), or into e.setup when the instruction reads immediates only. Operands
+// t<j> of earlier instructions and in<i> (as x<i>) are names in scope; `constant` marks the
+// instructions computed from immediates only.
+void emit_instructions(const fused::Program& prog, size_t begin, size_t end, const std::vector<std::string>& lines,
+                       const char* indent, Emit& e, std::ostream& body, std::vector<bool>& constant) {
+  for (size_t k = begin; k < end; ++k) {
     const fused::Instr& ins = prog.code[k];
     bool all_constant = true;
     for (int a = 0; a < ins.spec->operands; ++a) {
@@ -501,10 +613,34 @@ std::string emit_source(const fused::Program& prog) {
       }
     }
     // An instruction on immediates only runs once, before the loop.
-    std::ostream& to = all_constant ? static_cast<std::ostream&>(e.setup) : static_cast<std::ostream&>(body);
-    to << (all_constant ? "  " : "    ") << "const float t" << k << " = " << expression(ins, v, e.used) << ";  // "
+    std::ostream& to = all_constant ? static_cast<std::ostream&>(e.setup) : body;
+    to << (all_constant ? "  " : indent) << "const float t" << k << " = " << expression(ins, v, e.used) << ";  // "
        << lines[k] << "\n";
   }
+}
+
+std::string emit_reduction_source(const fused::Program& prog);
+
+}  // namespace
+
+std::string emit_source(const fused::Program& prog) {
+  KILN_CHECK(!prog.code.empty() && !prog.outputs.empty(), "codegen: a program needs instructions and outputs");
+  if (prog.is_reduction()) return emit_reduction_source(prog);
+  const int ni = num_inputs_read(prog);
+  const int no = static_cast<int>(prog.outputs.size());
+  Emit e;
+  const std::vector<std::string> lines = program_lines(prog);
+
+  // The loop body first: it decides which helpers the file needs.
+  std::ostringstream body;
+  std::vector<bool> loaded(static_cast<size_t>(ni), false);
+  for (const fused::Instr& ins : prog.code)
+    for (const Operand& o : ins.args)
+      if (o.kind == Operand::Kind::input) loaded[static_cast<size_t>(o.index)] = true;
+  for (int k = 0; k < ni; ++k)
+    if (loaded[static_cast<size_t>(k)]) body << "    const float x" << k << " = in" << k << "[i];\n";
+  std::vector<bool> constant(prog.code.size(), false);  // computed from immediates only
+  emit_instructions(prog, 0, prog.code.size(), lines, "    ", e, body, constant);
   for (int j = 0; j < no; ++j) body << "    out" << j << "[i] = t" << prog.outputs[static_cast<size_t>(j)] << ";\n";
 
   std::ostringstream src;
@@ -530,5 +666,72 @@ std::string emit_source(const fused::Program& prog) {
       << "}\n";
   return src.str();
 }
+
+namespace {
+
+// A reduction program (fused_program.h): kiln_block computes the reduce operand over a block of
+// a row (the instructions before the reduction), kiln_row the epilogue of one row, and the
+// driver (kReduceDriver) walks the rows and folds the blocks.
+std::string emit_reduction_source(const fused::Program& prog) {
+  const int ni = num_inputs_read(prog);
+  const int no = static_cast<int>(prog.outputs.size());
+  const size_t at = static_cast<size_t>(prog.reduce_at);
+  const Operand& operand = prog.code[at].args[0];
+  Emit e;
+  const std::vector<std::string> lines = program_lines(prog);
+
+  // The element loop: the instructions before the reduction, then the operand to values[i].
+  std::ostringstream body;
+  std::vector<bool> loaded(static_cast<size_t>(ni), false);
+  for (size_t k = 0; k <= at; ++k)
+    for (const Operand& o : prog.code[k].args)
+      if (o.kind == Operand::Kind::input) loaded[static_cast<size_t>(o.index)] = true;
+  for (int k = 0; k < ni; ++k)
+    if (loaded[static_cast<size_t>(k)]) body << "    const float x" << k << " = in" << k << "[i];\n";
+  std::vector<bool> constant(prog.code.size(), false);
+  emit_instructions(prog, 0, at, lines, "    ", e, body, constant);
+  std::string value = operand.kind == Operand::Kind::input  ? named("x", operand.index)
+                      : operand.kind == Operand::Kind::temp ? named("t", operand.index)
+                                                            : literal(operand.imm, e);
+  body << "    values[i] = " << value << ";  // " << lines[at] << "\n";
+  const std::string block_setup = e.setup.str();
+  e.setup.str("");
+
+  // The epilogue: one row's reduced value t<at> -> the row's outputs.
+  std::ostringstream epilogue;
+  emit_instructions(prog, at + 1, prog.code.size(), lines, "  ", e, epilogue, constant);
+  for (int j = 0; j < no; ++j)
+    epilogue << "  y[" << j << "][row] = t" << prog.outputs[static_cast<size_t>(j)] << ";\n";
+
+  static constexpr const char* kKinds[] = {"0", "1", "2", "3", "4"};  // sum mean max min prod
+  const int kind = static_cast<int>(prog.reduce_op()) - static_cast<int>(Op::reduce_sum);
+  std::ostringstream src;
+  src << "// Generated by Kiln's code generator (src/kiln/graph/codegen_emit.cpp) from the fused reduction program\n";
+  for (const std::string& line : lines) src << "//   " << line << "\n";
+  src << "// Compiled with -ffp-contract=off: every operation rounds as written, on every machine.\n"
+         "#include <stdint.h>\n\nnamespace {\n\n";
+  for (const Helper& h : kHelpers)
+    if (e.used.count(h.name)) src << h.text << "\n";
+  src << kReduceDriver << "\n";
+  src << "// The reduce operand over n elements of a row, every input contiguous.\n"
+         "void kiln_block(int64_t n, const float* const* x, float* const* y) {\n";
+  if (ni == 0) src << "  (void)x;\n";
+  for (int k = 0; k < ni; ++k)
+    if (loaded[static_cast<size_t>(k)]) src << "  const float* __restrict in" << k << " = x[" << k << "];\n";
+  src << "  float* __restrict values = y[0];\n" << block_setup;
+  src << "  for (int64_t i = 0; i < n; ++i) {\n" << body.str() << "  }\n}\n\n";
+  src << "// The epilogue of one row: its reduced value t" << at << " -> its outputs.\n"
+      << "void kiln_row(float t" << at << ", float* const* y, int64_t row) {\n"
+      << e.setup.str() << epilogue.str() << "}\n\n}  // namespace\n\n";
+  src << "extern \"C\" void " << symbol_name(prog)
+      << "(const float* const* inputs, const int64_t* const* input_strides, float* const* outputs,\n"
+      << "    const int64_t* shape, int64_t rank, int64_t reduced_rank) {\n"
+      << "  kiln_drive_reduce<" << ni << ", " << kKinds[kind]
+      << ">(kiln_block, kiln_row, inputs, input_strides, outputs, shape, rank, reduced_rank);\n"
+      << "}\n";
+  return src.str();
+}
+
+}  // namespace
 
 }  // namespace kiln::graph::codegen

@@ -38,6 +38,9 @@ constexpr OpSpec kSpecs[] = {
     {"sign", Op::sign, 1, 0},        {"leaky_relu", Op::leaky_relu, 1, 1},
     {"elu", Op::elu, 1, 1},          {"hard_sigmoid", Op::hard_sigmoid, 1, 2},
     {"selu", Op::selu, 1, 2},        {"clamp", Op::clamp, 1, 2},
+    {"reduce_sum", Op::reduce_sum, 1, 0}, {"reduce_mean", Op::reduce_mean, 1, 0},
+    {"reduce_max", Op::reduce_max, 1, 0}, {"reduce_min", Op::reduce_min, 1, 0},
+    {"reduce_prod", Op::reduce_prod, 1, 0},
 };
 
 // "in3" -> 3 for prefix "in"; -1 when malformed.
@@ -128,41 +131,59 @@ Program parse(const Node& node) {
       }
       ins.args.push_back(o);
     }
+    if (is_reduce(ins.spec->op)) {
+      if (p.reduce_at >= 0) bad(detail::concat("a second reduction (the first is t", p.reduce_at, ")"));
+      p.reduce_at = static_cast<int>(k);
+    } else if (p.reduce_at >= 0) {
+      // The epilogue runs once per row: it reads the reduced value, its own results, immediates.
+      for (int a = 0; a < ins.spec->operands; ++a) {
+        const Operand& o = ins.args[static_cast<size_t>(a)];
+        if (o.kind == Operand::Kind::input || (o.kind == Operand::Kind::temp && o.index < p.reduce_at))
+          bad(detail::concat("after the reduction t", p.reduce_at, " only row values and immediates can be read"));
+      }
+    }
     p.code.push_back(std::move(ins));
   }
   for (const std::string& o : strings_attr(node, "outputs")) {
     int j = numbered(o, "t");
     if (j < 0 || j >= static_cast<int>(p.code.size())) kernel_error(node, detail::concat("bad output '", o, "'"));
+    if (j < p.reduce_at)
+      kernel_error(node, detail::concat("output '", o, "' is computed before the reduction t", p.reduce_at));
     p.outputs.push_back(j);
   }
   if (p.outputs.empty()) kernel_error(node, "the program has no outputs");
   if (!node.outputs.empty() && p.outputs.size() != node.outputs.size())
     kernel_error(node, detail::concat(p.outputs.size(), " program outputs for ", node.outputs.size(), " node outputs"));
   p.rank = node.attr_int("rank", 0);
+  if (p.is_reduction()) {
+    p.reduce_axes = node.attr_int("reduce_axes", -1);
+    p.keepdims = node.attr_int("keepdims", 1) != 0;
+    if (p.reduce_axes < 0 || p.reduce_axes > p.rank)
+      kernel_error(node, detail::concat("reduce_axes ", p.reduce_axes, " must be in [0, rank ", p.rank, "]"));
+  } else if (node.has_attr("reduce_axes")) {
+    kernel_error(node, "reduce_axes is set but the program has no reduce instruction");
+  }
   return p;
 }
 
-}  // namespace fused
+Shape reduced_shape(const Program& prog, const Shape& elements) {
+  const size_t kept = elements.size() - static_cast<size_t>(prog.reduce_axes);
+  Shape out(elements.begin(), elements.begin() + static_cast<std::ptrdiff_t>(kept));
+  if (prog.keepdims) out.resize(elements.size(), 1);
+  return out;
+}
 
 namespace {
-
-using fused::Op;
-
-constexpr int64_t kTile = 1024;
-
-// A tile's worth of one operand: p[i * s], s in {0, 1}.
-struct Ref {
-  const float* p;
-  int64_t s;
-};
 
 template <typename F>
 void map1(float* o, Ref x, int64_t n, F f) {
   for (int64_t i = 0; i < n; ++i) o[i] = f(x.p[i * x.s]);
 }
 
+}  // namespace
+
 // o[0..n) = instruction(args). The formulas match ops/inference_math.cpp term by term.
-void run_instr(const fused::Instr& ins, const std::vector<Ref>& a, float* o, int64_t n) {
+void run_instr(const Instr& ins, const std::vector<Ref>& a, float* o, int64_t n) {
   const auto& k = ops::cpu::float_kernels();
   using ops::cpu::BinaryOp;
   using ops::cpu::UnaryOp;
@@ -229,8 +250,24 @@ void run_instr(const fused::Instr& ins, const std::vector<Ref>& a, float* o, int
         float c = v < p1 ? p1 : v;
         return c > p2 ? p2 : c;
       });
+    case Op::reduce_sum:
+    case Op::reduce_mean:
+    case Op::reduce_max:
+    case Op::reduce_min:
+    case Op::reduce_prod:
+      break;
   }
+  KILN_ASSERT(false, "fused: run_instr called on the reduction ", ins.spec->name);
 }
+
+}  // namespace fused
+
+namespace {
+
+using fused::Op;
+using fused::Ref;
+
+constexpr int64_t kTile = 1024;
 
 // How the interpreter reads one node input: a single element (broadcast), a contiguous full-size
 // tensor (read in place), or anything else (gathered tile by tile through a strided layout).
@@ -242,6 +279,7 @@ struct Source {
 
 std::vector<Tensor> fused_elementwise_kernel(const Node& node, const std::vector<Tensor>& in) {
   const fused::Program prog = fused::parse(node);
+  if (prog.is_reduction()) return fused::run_reduction(node, prog, in);
   Shape shape;
   for (size_t i = 0; i < in.size(); ++i) {
     if (!in[i].defined()) kernel_error(node, detail::concat("input ", i, " is missing"));
@@ -311,7 +349,7 @@ std::vector<Tensor> fused_elementwise_kernel(const Node& node, const std::vector
         }
         float* o = buf + static_cast<int64_t>(k) * kTile;
         // An instruction on broadcast values only is computed once and stays broadcast.
-        run_instr(ins, args, o, all_broadcast ? 1 : len);
+        fused::run_instr(ins, args, o, all_broadcast ? 1 : len);
         temps[k] = {o, all_broadcast ? 0 : 1};
       }
       for (size_t j = 0; j < prog.outputs.size(); ++j) {
