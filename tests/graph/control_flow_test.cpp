@@ -339,5 +339,28 @@ TEST(ControlFlow, PassesKeepControlFlowNodesApart) {
   expect_values(out[0], {10.5f}, {}, "loop of constants");
 }
 
+TEST(ControlFlow, OptimizeReachesBodies) {
+  // Body: s + (2 * 3), a constant product the folding pass computes once, in the body.
+  auto body = std::make_shared<Graph>();
+  body->add_input("i", DType::i64, {});
+  Value* bc = body->add_input("cond", DType::b8, {});
+  Value* bs = body->add_input("s", DType::f32, {});
+  Value* six = body->add_op("mul", {body->add_constant("two", Tensor::scalar(2.0)), body->add_constant("three", Tensor::scalar(3.0))},
+                            {}, DType::f32, SymShape{});
+  body->mark_output(body->add_op("clone", {bc}, {}, DType::b8, SymShape{}));
+  body->mark_output(body->add_op("add", {bs, six}, {}, DType::f32, SymShape{}));
+  Graph g;
+  Value* m = g.add_input("m", DType::i64, {});
+  Value* s0 = g.add_input("s0", DType::f32, {});
+  Value* s = g.add_value("s", DType::f32, SymShape{});
+  g.add_node("loop", {m, nullptr, s0}, {s})->subgraphs["body"] = body;
+  g.mark_output(s);
+  optimize(g);
+  const Graph& b = g.nodes()[0]->subgraph("body");
+  for (const auto& n : b.nodes()) EXPECT_NE(n->op_name(), "mul") << to_text(g);
+  std::vector<Tensor> out = Executor(g).run(std::vector<Tensor>{i64(4), Tensor::scalar(1.0)});
+  expect_values(out[0], {25.0f}, {}, "1 + 4 * 6");
+}
+
 }  // namespace
 }  // namespace kiln::graph

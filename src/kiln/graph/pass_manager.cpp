@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <set>
 
 #include "kiln/graph/pass_util.h"
 #include "kiln/graph/passes.h"
@@ -42,6 +43,14 @@ std::vector<PassLogEntry> optimize(Graph& g, const PassOptions& options) {
     run("simplify", true, [&] { return options.simplify ? simplify(g, options.cse) : eliminate_dead_code(g); });
   // Last: fused_elementwise nodes hide their ops from every pattern above.
   run("fuse_elementwise", options.fuse, [&] { return fuse_elementwise(g); });
+  // Control-flow bodies are graphs of their own (their inputs and outputs stay as they are):
+  // the same passes, unlogged. A body shared by two nodes is optimised once.
+  PassOptions body_options = options;
+  body_options.print_after.clear();
+  std::set<Graph*> done;
+  for (const auto& n : g.nodes())
+    for (const auto& [key, sub] : n->subgraphs)
+      if (sub && done.insert(sub.get()).second) optimize(*sub, body_options);
   return log;
 }
 

@@ -28,7 +28,8 @@ struct PassLogEntry {
 };
 
 // Runs the enabled passes: fold_constants, simplify (dead code, cse, identities), fold_batch_norm,
-// fuse_patterns, simplify, fuse_elementwise. One log entry per pass run.
+// fuse_patterns, simplify, fuse_elementwise; then the same on every control-flow body (unlogged).
+// One log entry per pass run.
 std::vector<PassLogEntry> optimize(Graph& g, const PassOptions& options = {});
 
 // Nodes whose (present) inputs are all constants run through their kernel once and their outputs
