@@ -356,6 +356,7 @@ void set_value_info(::onnx::ValueInfoProto& vi, const Value& v) {
   for (const Value* out : g.outputs()) set_value_info(*gp.add_output(), *out);
   Exporter e(gp);
   for (const auto& n : g.nodes()) {
+    if (!n->subgraphs.empty()) cannot(*n, "cannot export control flow (a node with subgraphs) to ONNX");
     if (n->outputs.size() != 1 && n->op_name() != "dropout")
       cannot(*n, detail::concat(n->outputs.size(), " outputs (only single-output ops export)"));
     export_node(e, *n);
