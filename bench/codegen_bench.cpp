@@ -4,6 +4,8 @@
 // first-use cost (compile into an empty cache, then a load from the disk cache), and per program
 // the median time per call, GB/s of compulsory traffic (inputs read once, outputs written once)
 // and the ratio. The results are checked against each other (exit 1 on a mismatch beyond 1e-6).
+// Then one reduction program (RMS norm's scale) unfused, fused interpreted and fused generated, on
+// 1024-element and 64-element rows (exit 1 unless all three agree bitwise).
 // Usage: codegen_bench [--elements N] [--threads T] [--reps R]
 #include <algorithm>
 #include <chrono>
@@ -12,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <random>
 #include <string>
@@ -20,8 +23,10 @@
 
 #include "kiln/core/thread_pool.h"
 #include "kiln/graph/codegen.h"
+#include "kiln/graph/executor.h"
 #include "kiln/graph/graph.h"
 #include "kiln/graph/kernels.h"
+#include "kiln/graph/passes.h"
 #include "kiln/ops/cpu/float_kernels.h"
 
 namespace {
@@ -59,6 +64,83 @@ struct Program {
   std::vector<std::string> code;
   int num_inputs;
 };
+
+// Median ms per call of each function, timed round-robin (as alternate_ms).
+std::vector<double> round_robin_ms(int reps, const std::vector<std::function<void()>>& fns) {
+  for (const auto& f : fns) f();  // warm
+  std::vector<std::vector<double>> t(fns.size());
+  for (int r = 0; r < reps; ++r)
+    for (size_t i = 0; i < fns.size(); ++i) {
+      double t0 = now_s();
+      fns[i]();
+      t[i].push_back((now_s() - t0) * 1e3);
+    }
+  std::vector<double> out;
+  for (auto& v : t) out.push_back(median(v));
+  return out;
+}
+
+// A reduction program (RMS norm's scale, rsqrt(mean(x * x) + eps) per row of `len`) three ways:
+// the unfused graph (mul, mean, add, rsqrt nodes through the executor: the square is
+// materialised), the fused node interpreted, and the fused node's generated code. Returns 1 when
+// the three disagree beyond bitwise (the reduction is exact arithmetic in the eager order).
+int bench_reduction(int64_t n, int64_t len, int threads, int reps) {
+  const int64_t rows = n / len;
+  const graph::SymShape xs = graph::fixed_shape({rows, len}), rs = graph::fixed_shape({rows, 1});
+  auto build = [&](graph::Graph& g) {
+    graph::Value* x = g.add_input("x", DType::f32, xs);
+    graph::Value* sq = g.add_op("mul", {x, x}, {}, DType::f32, xs);
+    graph::Value* m = g.add_op("mean", {sq}, {{"axes", std::vector<int64_t>{-1}}}, DType::f32, rs);
+    graph::Value* e = g.add_op("add", {m, g.add_constant({}, Tensor::scalar(1e-5))}, {}, DType::f32, rs);
+    g.mark_output(g.add_op("rsqrt", {e}, {}, DType::f32, rs));
+  };
+  graph::Graph unfused, fused_graph;
+  build(unfused);
+  build(fused_graph);
+  graph::fuse_elementwise(fused_graph);
+  if (fused_graph.nodes().size() != 1) {
+    std::printf("{\"bench\": \"codegen_reduce\", \"error\": \"the program did not fuse\"}\n");
+    return 1;
+  }
+  const graph::Node& node = *fused_graph.nodes()[0];
+  std::string program;
+  for (const std::string& line : std::get<std::vector<std::string>>(node.attrs.at("program")))
+    program += (program.empty() ? "" : "; ") + line;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-3.f, 3.f);
+  std::vector<float> v(static_cast<size_t>(rows * len));
+  for (float& f : v) f = u(rng);
+  const std::vector<Tensor> in = {Tensor::from_vector(v, {rows, len})};
+  const graph::KernelFn kernel = graph::kernel_table().find("fused_elementwise");
+  if (!graph::codegen::find_or_compile(graph::fused::parse(node))) return 1;
+  graph::Executor exec(unfused);
+  std::vector<Tensor> by_unfused, by_interp, by_gen;
+  using graph::codegen::Mode;
+  std::vector<double> ms = round_robin_ms(
+      reps, {[&] { by_unfused = exec.run(in); },
+             [&] {
+               graph::codegen::set_mode_override(Mode::off);
+               by_interp = kernel(node, in);
+               graph::codegen::set_mode_override(std::nullopt);
+             },
+             [&] {
+               graph::codegen::set_mode_override(Mode::on);
+               by_gen = kernel(node, in);
+               graph::codegen::set_mode_override(std::nullopt);
+             }});
+  const bool same = std::memcmp(by_unfused[0].data<float>(), by_interp[0].data<float>(), 4 * rows) == 0 &&
+                    std::memcmp(by_gen[0].data<float>(), by_interp[0].data<float>(), 4 * rows) == 0;
+  const double bytes = 4.0 * (rows * len + rows);  // compulsory: x read once, one value per row
+  std::printf(
+      "{\"bench\": \"codegen_reduce\", \"program\": \"%s\", \"rows\": %lld, \"row_length\": %lld, "
+      "\"threads\": %d, \"isa\": \"%s\", \"unfused_ms\": %.4f, \"interpreter_ms\": %.4f, \"generated_ms\": %.4f, "
+      "\"generated_gbs\": %.2f, \"speedup_vs_unfused\": %.2f, \"speedup_vs_interpreter\": %.2f, "
+      "\"bitwise_equal\": %s}\n",
+      program.c_str(), static_cast<long long>(rows), static_cast<long long>(len), threads,
+      std::string(ops::cpu::simd_level()).c_str(), ms[0], ms[1], ms[2], bytes / ms[2] / 1e6, ms[0] / ms[2],
+      ms[1] / ms[2], same ? "true" : "false");
+  return same ? 0 : 1;
+}
 
 }  // namespace
 
@@ -162,6 +244,7 @@ int main(int argc, char** argv) {
         interp_ms, gen_ms, bytes / interp_ms / 1e6, bytes / gen_ms / 1e6, interp_ms / gen_ms, double(bitwise_equal) / n,
         max_err);
   }
+  for (int64_t len : {int64_t{1024}, int64_t{64}}) status |= bench_reduction(n, len, threads, reps);
   std::error_code ec;
   std::filesystem::remove_all(tmpl, ec);
   return status;

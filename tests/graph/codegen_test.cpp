@@ -25,6 +25,8 @@
 #include "kiln/graph/passes.h"
 #include "kiln/ops/cpu/float_kernels.h"
 #include "kiln/ops/elementwise.h"
+#include "kiln/ops/inference_extra.h"
+#include "kiln/ops/reduce.h"
 #include "kiln/ops/shape_ops.h"
 
 namespace kiln::graph {
@@ -54,6 +56,23 @@ std::unique_ptr<Fused> make(const std::vector<std::string>& code, const std::vec
   for (int i = 0; i < num_inputs; ++i) in.push_back(f->g.add_input(named("x", static_cast<size_t>(i)), DType::f32, {}));
   for (size_t j = 0; j < outs.size(); ++j) out.push_back(f->g.add_value({}, DType::f32));
   f->node = f->g.add_node("fused_elementwise", in, out, {{"program", code}, {"outputs", outs}, {"rank", rank}});
+  f->prog = fused::parse(*f->node);
+  return f;
+}
+
+// The same for a reduction program (fused_program.h) over the trailing `axes` of `rank` dims.
+std::unique_ptr<Fused> make_reduction(const std::vector<std::string>& code, const std::vector<std::string>& outs,
+                                      int num_inputs, int64_t rank, int64_t axes, bool keepdims = true) {
+  auto f = std::make_unique<Fused>();
+  std::vector<Value*> in, out;
+  for (int i = 0; i < num_inputs; ++i) in.push_back(f->g.add_input(named("x", static_cast<size_t>(i)), DType::f32, {}));
+  for (size_t j = 0; j < outs.size(); ++j) out.push_back(f->g.add_value({}, DType::f32));
+  f->node = f->g.add_node("fused_elementwise", in, out,
+                          {{"program", code},
+                           {"outputs", outs},
+                           {"rank", rank},
+                           {"reduce_axes", axes},
+                           {"keepdims", int64_t{keepdims ? 1 : 0}}});
   f->prog = fused::parse(*f->node);
   return f;
 }
@@ -429,6 +448,196 @@ TEST_F(Codegen, ProgramsFromTheFusionPassMatchTheInterpreter) {
   }
 }
 
+// ---------------------------------------------------------------- reduction programs
+
+// Generated reduction code against the interpreter: the fused_elementwise kernel run both ways
+// (run_generated is its hook), so shapes, keepdims and the checks before it are the kernel's.
+std::vector<Tensor> run_kernel(const Fused& f, const std::vector<Tensor>& in, Mode mode) {
+  codegen::set_mode_override(mode);
+  std::vector<Tensor> out = kernel_table().find("fused_elementwise")(*f.node, in);
+  codegen::set_mode_override(Mode::on);
+  return out;
+}
+
+struct ReductionProgram {
+  std::string name;
+  std::vector<std::string> code, outputs;
+  int num_inputs;
+  bool exact;  // no vectorised approximation (exp, log, ...): bitwise
+};
+
+std::vector<ReductionProgram> reduction_programs() {
+  return {
+      // RMS norm's scale: rsqrt(mean(x * x) + eps)
+      {"rms_inv",
+       {"t0 = mul in0 in0", "t1 = reduce_mean t0", "t2 = add t1 #9.99999975e-06", "t3 = rsqrt t2"},
+       {"t3"},
+       1,
+       true},
+      // the max over a row of x + bias
+      {"row_max", {"t0 = add in0 in1", "t1 = reduce_max t0"}, {"t1"}, 2, true},
+      // log-sum-exp's tail: log(sum(exp(x - m))), and the sum itself as a second output
+      {"sum_exp_log", {"t0 = sub in0 in1", "t1 = exp t0", "t2 = reduce_sum t1", "t3 = log t2"}, {"t3", "t2"}, 2,
+       false},
+  };
+}
+
+// More kinds and forms: min, prod, an input reduced directly, an instruction on immediates only
+// before and after the reduction, an epilogue with two outputs.
+std::vector<ReductionProgram> more_reduction_programs() {
+  return {
+      {"min_abs_diff", {"t0 = sub in0 in1", "t1 = abs t0", "t2 = reduce_min t1", "t3 = neg t2"}, {"t3"}, 2, true},
+      {"prod_near_one", {"t0 = mul in0 #0.00999999978", "t1 = add t0 in1", "t2 = reduce_prod t1"}, {"t2"}, 2, true},
+      {"sum_of_input", {"t0 = reduce_sum in0", "t1 = sqrt t0", "t2 = mul t0 #0.5"}, {"t1", "t2", "t0"}, 1, true},
+      {"immediates_only",
+       {"t0 = add #1 #0.5", "t1 = mul in0 t0", "t2 = reduce_mean t1", "t3 = sin #2", "t4 = add t2 t3"},
+       {"t4"},
+       1,
+       true},
+  };
+}
+
+// Layouts of the inputs: (rows..., len) element shapes, broadcast and strided inputs. in1 of
+// programs with two inputs is a per-row value, a per-column value, or full size.
+struct ReductionLayout {
+  std::string name;
+  std::function<std::vector<Tensor>(int num_inputs)> inputs;
+  int64_t rank, axes;
+};
+
+std::vector<ReductionLayout> reduction_layouts(int64_t len) {
+  auto pick = [](std::vector<Tensor> t, int n) {
+    t.resize(static_cast<size_t>(n));
+    return t;
+  };
+  const auto L = static_cast<uint32_t>(len);
+  return {
+      {"contiguous, per-row in1", [=](int n) { return pick({random({5, len}, 1 + L), random({5, 1}, 2)}, n); }, 2, 1},
+      {"per-column in1", [=](int n) { return pick({random({3, 4, len}, 3 + L), random({len}, 4)}, n); }, 3, 1},
+      {"transposed x (strided rows)",
+       [=](int n) { return pick({ops::transpose(random({len, 6}, 5 + L), 0, 1), random({6, len}, 6)}, n); }, 2, 1},
+      {"two reduced dims, in1 broadcast inside the row (gathered)",
+       [=](int n) { return pick({random({2, 3, len}, 7 + L), random({len}, 8)}, n); }, 3, 2},
+      {"every dim reduced: one row", [=](int n) { return pick({random({2, len}, 9 + L), random({2, 1}, 10)}, n); }, 2,
+       2},
+      {"no dim reduced: one element per row",
+       [=](int n) { return pick({random({4, len}, 11 + L), random({4, len}, 12)}, n); }, 2, 0},
+  };
+}
+
+void check_reduction_program(const ReductionProgram& p, const std::vector<int64_t>& lengths) {
+  for (int64_t len : lengths)
+    for (const ReductionLayout& layout : reduction_layouts(len))
+      for (bool keep : {true, false}) {
+        SCOPED_TRACE(p.name + ", len " + std::to_string(len) + ", " + layout.name + (keep ? "" : ", no keepdims"));
+        auto f = make_reduction(p.code, p.outputs, p.num_inputs, layout.rank, layout.axes, keep);
+        std::vector<Tensor> in = layout.inputs(p.num_inputs);
+        if (p.name == "prod_near_one") in[1] = ops::add(ops::mul(in[1], Tensor::scalar(0.001)), Tensor::scalar(1.0));
+        const codegen::Stats s0 = codegen::stats();
+        std::vector<Tensor> want = run_kernel(*f, in, Mode::off);
+        std::vector<Tensor> got = run_kernel(*f, in, Mode::on);
+        const codegen::Stats s1 = codegen::stats();  // the generated code ran: found, not failed
+        EXPECT_GT(s1.compiles + s1.disk_hits + s1.memory_hits, s0.compiles + s0.disk_hits + s0.memory_hits);
+        EXPECT_EQ(s1.failures, s0.failures);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t j = 0; j < want.size(); ++j) {
+          ASSERT_EQ(got[j].shape(), want[j].shape());
+          if (p.exact)
+            EXPECT_EQ(compare_exact(got[j].to_vector<float>(), want[j].to_vector<float>(), {}), "") << "output " << j;
+          else
+            EXPECT_EQ(compare_close(got[j].to_vector<float>(), want[j].to_vector<float>()), "") << "output " << j;
+        }
+      }
+}
+
+TEST_F(Codegen, ReductionProgramsMatchTheInterpreterOnAwkwardRows) {
+  REQUIRE_COMPILER();
+  for (const ReductionProgram& p : reduction_programs()) check_reduction_program(p, {1, 7, 33, 257, 1000, 2500});
+  for (const ReductionProgram& p : more_reduction_programs()) check_reduction_program(p, {1, 33, 1000});
+}
+
+// The interpreter against a naive loop in the eager op's order (so also the generated code):
+// 16 f32 lanes per block of 1024 folded in f64 for sum and mean, the first extreme and the first
+// NaN for max and min, a plain f32 product; and the same values as the unfused ops.
+TEST_F(Codegen, ReductionsAccumulateInTheEagerOrder) {
+  const int64_t len = 2500;  // three blocks, the last one ragged
+  Tensor x = random({3, len}, 21);
+  auto naive_sum = [&](const std::vector<float>& v, int64_t row) {
+    double total = 0;
+    for (int64_t base = 0; base < len; base += 1024) {
+      float lanes[16] = {};
+      const int64_t n = std::min<int64_t>(1024, len - base);
+      for (int64_t i = 0; i < n; ++i) lanes[i % 16] += v[static_cast<size_t>(row * len + base + i)];
+      double block = 0;
+      for (float l : lanes) block += l;
+      total += block;
+    }
+    return total;
+  };
+  std::vector<float> xv = x.to_vector<float>();
+  for (Mode mode : {Mode::off, Mode::on}) {
+    if (mode == Mode::on && !have_compiler()) continue;
+    SCOPED_TRACE(mode == Mode::on ? "generated" : "interpreted");
+    auto sum = make_reduction({"t0 = reduce_sum in0"}, {"t0"}, 1, 2, 1);
+    auto mean = make_reduction({"t0 = reduce_mean in0"}, {"t0"}, 1, 2, 1);
+    std::vector<float> s = run_kernel(*sum, {x}, mode)[0].to_vector<float>();
+    std::vector<float> m = run_kernel(*mean, {x}, mode)[0].to_vector<float>();
+    std::vector<float> eager_s = ops::sum(x, {1}, true).to_vector<float>();
+    std::vector<float> eager_m = ops::mean(x, {1}, true).to_vector<float>();
+    for (int64_t r = 0; r < 3; ++r) {
+      EXPECT_EQ(s[static_cast<size_t>(r)], static_cast<float>(naive_sum(xv, r)));
+      EXPECT_EQ(m[static_cast<size_t>(r)], static_cast<float>(naive_sum(xv, r)) / static_cast<float>(len));
+      EXPECT_EQ(bits(s[static_cast<size_t>(r)]), bits(eager_s[static_cast<size_t>(r)]));
+      EXPECT_EQ(bits(m[static_cast<size_t>(r)]), bits(eager_m[static_cast<size_t>(r)]));
+    }
+    // max/min: ties keep the first (-0 vs 0), NaN anywhere wins (the first one), infinities.
+    const float nan = NAN, inf = INFINITY;
+    Tensor e = Tensor::from_vector<float>({-0.f, 0.f, -1.f, 3.f,   //
+                                           0.f, -0.f, 2.f, -5.f,   //
+                                           1.f, nan, 7.f, -nan,    //
+                                           -inf, inf, -inf, 2.f},
+                                          {4, 4});
+    auto mx = make_reduction({"t0 = reduce_max in0"}, {"t0"}, 1, 2, 1);
+    auto mn = make_reduction({"t0 = reduce_min in0"}, {"t0"}, 1, 2, 1);
+    auto pr = make_reduction({"t0 = reduce_prod in0"}, {"t0"}, 1, 2, 1);
+    std::vector<float> vmax = run_kernel(*mx, {e}, mode)[0].to_vector<float>();
+    std::vector<float> vmin = run_kernel(*mn, {e}, mode)[0].to_vector<float>();
+    std::vector<float> vprod = run_kernel(*pr, {e}, mode)[0].to_vector<float>();
+    std::vector<float> eager_max = ops::amax(e, {1}, true).to_vector<float>();
+    std::vector<float> eager_min = ops::neg(ops::amax(ops::neg(e), {1}, true)).to_vector<float>();
+    EXPECT_EQ(compare_exact(vmax, eager_max, {}), "");
+    EXPECT_EQ(compare_exact(vmin, eager_min, {}), "");
+    EXPECT_EQ(bits(vmax[0]), bits(3.f));
+    EXPECT_EQ(bits(vmin[1]), bits(-5.f));
+    EXPECT_TRUE(std::isnan(vmax[2]) && std::isnan(vmin[2]));
+    EXPECT_EQ(vmax[3], inf);
+    EXPECT_EQ(vmin[3], -inf);
+    EXPECT_EQ(compare_exact(vprod, ops::prod(e, {1}, true).to_vector<float>(), {}), "");
+    // Empty rows: a sum of nothing is 0, a product 1; no rows: empty outputs; mean of nothing throws.
+    Tensor empty_rows = Tensor::empty({3, 0}, DType::f32);
+    EXPECT_EQ(run_kernel(*sum, {empty_rows}, mode)[0].to_vector<float>(), (std::vector<float>{0.f, 0.f, 0.f}));
+    EXPECT_EQ(run_kernel(*pr, {empty_rows}, mode)[0].to_vector<float>(), (std::vector<float>{1.f, 1.f, 1.f}));
+    EXPECT_EQ(run_kernel(*sum, {Tensor::empty({0, 5}, DType::f32)}, mode)[0].shape(), (Shape{0, 1}));
+    EXPECT_THROW(run_kernel(*mean, {empty_rows}, mode), ValueError);
+  }
+}
+
+// Threads split the rows; results do not depend on how many there are.
+TEST_F(Codegen, ReductionResultsDoNotDependOnTheThreadCount) {
+  REQUIRE_COMPILER();
+  auto f = make_reduction({"t0 = mul in0 in1", "t1 = reduce_sum t0"}, {"t1"}, 2, 3, 1);
+  std::vector<Tensor> in = {random({64, 30, 700}, 31), random({700}, 32)};
+  const int saved = get_num_threads();
+  set_num_threads(1);
+  std::vector<float> one = run_kernel(*f, in, Mode::on)[0].to_vector<float>();
+  set_num_threads(std::max(saved, 4));
+  std::vector<float> many = run_kernel(*f, in, Mode::on)[0].to_vector<float>();
+  std::vector<float> interp = run_kernel(*f, in, Mode::off)[0].to_vector<float>();
+  set_num_threads(saved);
+  EXPECT_EQ(compare_exact(many, one, {}), "");
+  EXPECT_EQ(compare_exact(interp, one, {}), "");
+}
+
 // ---------------------------------------------------------------- cache and fallbacks
 
 TEST_F(Codegen, SecondUseHitsTheCacheWithoutCompiling) {
@@ -562,6 +771,34 @@ TEST_F(Codegen, EmittedSourceMatchesGoldenFiles) {
                        "(const float* const* inputs, const int64_t* const* input_strides, float* const* outputs,"),
               std::string::npos);
     const fs::path path = fs::path(KILN_SOURCE_DIR) / "tests/graph/golden" / ("codegen_" + p.name + ".cc");
+    if (update) {
+      std::ofstream(path, std::ios::binary) << src;
+      continue;
+    }
+    std::ifstream in(path, std::ios::binary);
+    ASSERT_TRUE(in.good()) << path << " is missing; KILN_UPDATE_GOLDEN=1 writes it";
+    std::stringstream want;
+    want << in.rdbuf();
+    EXPECT_EQ(src, want.str()) << path
+                               << " differs from the generated source; if the change is meant, rerun "
+                                  "with KILN_UPDATE_GOLDEN=1 and review the diff";
+  }
+}
+
+// Reduction programs: rank 3, the last dim reduced (neither is part of the source).
+TEST_F(Codegen, EmittedReductionSourceMatchesGoldenFiles) {
+  const bool update = std::getenv("KILN_UPDATE_GOLDEN") && std::string(std::getenv("KILN_UPDATE_GOLDEN")) == "1";
+  for (const ReductionProgram& p : reduction_programs()) {
+    SCOPED_TRACE(p.name);
+    auto f = make_reduction(p.code, p.outputs, p.num_inputs, 3, 1);
+    const std::string src = codegen::emit_source(f->prog);
+    EXPECT_EQ(src, codegen::emit_source(f->prog));  // deterministic
+    EXPECT_EQ(src, codegen::emit_source(make_reduction(p.code, p.outputs, p.num_inputs, 5, 2, false)->prog));
+    EXPECT_NE(src.find("extern \"C\" void " + codegen::symbol_name(f->prog) +
+                       "(const float* const* inputs, const int64_t* const* input_strides, float* const* outputs,\n"
+                       "    const int64_t* shape, int64_t rank, int64_t reduced_rank)"),
+              std::string::npos);
+    const fs::path path = fs::path(KILN_SOURCE_DIR) / "tests/graph/golden" / ("codegen_reduce_" + p.name + ".cc");
     if (update) {
       std::ofstream(path, std::ios::binary) << src;
       continue;

@@ -244,13 +244,52 @@ void kiln_drive(void (*block)(int64_t, const float* const*, float* const*), cons
 // The driver of reduction programs: rows of the element shape, each reduced in the order of
 // the eager op on the materialised operand.
 constexpr const char* kReduceDriver =
-    R"(// Walks the rows (the leading rank - red dims of the element shape). A row's len elements (the
-// trailing red dims, flattened) go to `block` in blocks of up to kBlock, every input contiguous
-// (read in place, a broadcast value copied out once, or a strided gather), and the block's values
-// are folded into the row's accumulator in the eager reduction's order: sum and mean as
-// ops::sum (16 f32 lanes per block of 1024, each block's partial added in f64), max and min the
-// first extreme (the first NaN wins), prod left to right. `row` finishes the row.
+    R"(// One row's running reduction, folded block by block in the eager reduction's order: sum and
+// mean as ops::sum (16 f32 lanes per block of up to 1024, each block's partial added in f64), max
+// and min the first extreme (the first NaN wins), prod left to right.
 // KIND: 0 sum, 1 mean, 2 max, 3 min, 4 prod.
+template <int KIND>
+struct KilnAccumulator {
+  double total = 0.0;
+  float acc = KIND == 4 ? 1.0f : 0.0f, first_nan = 0.0f;
+  bool any = false, nan = false;
+
+  void add(const float* __restrict v, int64_t n) {
+    if (KIND == 0 || KIND == 1) {
+      float lanes[16] = {};
+      int64_t i = 0;
+      for (; i + 16 <= n; i += 16)
+        for (int q = 0; q < 16; ++q) lanes[q] += v[i + q];
+      for (; i < n; ++i) lanes[i & 15] += v[i];
+      double part = 0.0;
+      for (int q = 0; q < 16; ++q) part += lanes[q];
+      total += part;
+    } else if (KIND == 4) {
+      for (int64_t i = 0; i < n; ++i) acc *= v[i];
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        const float x = v[i];
+        if (!any || (KIND == 2 ? x > acc : x < acc)) acc = x;
+        any = true;
+        if (x != x && !nan) {
+          nan = true;
+          first_nan = x;
+        }
+      }
+    }
+  }
+  float result(int64_t len) const {
+    return KIND == 0   ? static_cast<float>(total)
+           : KIND == 1 ? static_cast<float>(total) / static_cast<float>(len)
+           : KIND == 4 ? acc
+                       : (nan ? first_nan : acc);
+  }
+};
+
+// Walks the rows (the leading rank - red dims of the element shape). A row's len elements (the
+// trailing red dims, flattened) go to `block` in blocks of up to kBlock, every input contiguous
+// (read in place, a broadcast value copied out once, or a strided gather); `row` finishes the
+// row from its reduced value. Short rows of all-contiguous inputs go to `block` several at once.
 template <int NI, int KIND>
 void kiln_drive_reduce(void (*block)(int64_t, const float* const*, float* const*),
                        void (*row)(float, float* const*, int64_t), const float* const* in, const int64_t* const* st,
@@ -262,27 +301,44 @@ void kiln_drive_reduce(void (*block)(int64_t, const float* const*, float* const*
   int64_t rows = 1, len = 1;
   for (int64_t d = 0; d < kept; ++d) rows *= shape[d];
   for (int64_t d = kept; d < rank; ++d) len *= shape[d];
-  int mode[kI] = {};  // per input, along a row: 1 contiguous, 0 one broadcast value, 2 gathered
-  for (int k = 0; k < NI; ++k) {
-    bool contiguous = true, broadcast = true;
-    int64_t expect = 1;
-    for (int64_t d = rank; d-- > kept;) {
-      contiguous = contiguous && (shape[d] == 1 || st[k][d] == expect);
-      broadcast = broadcast && (shape[d] == 1 || st[k][d] == 0);
-      expect *= shape[d];
-    }
-    mode[k] = contiguous ? 1 : (broadcast ? 0 : 2);
-  }
-  float buf[kI][kBlock];
   float values[kBlock];
   float* y[1] = {values};
-  const float* filled[kI] = {};  // the broadcast element buf[k] holds copies of
   const float* x[kI] = {};
+  bool contiguous = true;  // every input contiguous over the whole shape
+  int mode[kI] = {};       // per input, along a row: 1 contiguous, 0 one broadcast value, 2 gathered
+  for (int k = 0; k < NI; ++k) {
+    bool along = true, broadcast = true;
+    int64_t expect = 1;
+    for (int64_t d = rank; d-- > 0;) {
+      const bool fits = shape[d] == 1 || st[k][d] == expect;
+      if (d >= kept) {
+        along = along && fits;
+        broadcast = broadcast && (shape[d] == 1 || st[k][d] == 0);
+      }
+      contiguous = contiguous && fits;
+      expect *= shape[d];
+    }
+    mode[k] = along ? 1 : (broadcast ? 0 : 2);
+  }
+  if (contiguous && len > 0 && len <= kBlock) {  // whole rows per block: one block each, as ever
+    const int64_t per = kBlock / len;
+    for (int64_t r = 0; r < rows; r += per) {
+      const int64_t count = rows - r < per ? rows - r : per;
+      for (int k = 0; k < NI; ++k) x[k] = in[k] + r * len;
+      block(count * len, x, y);
+      for (int64_t q = 0; q < count; ++q) {
+        KilnAccumulator<KIND> acc;
+        acc.add(values + q * len, len);
+        row(acc.result(len), out, r + q);
+      }
+    }
+    return;
+  }
+  float buf[kI][kBlock];
+  const float* filled[kI] = {};  // the broadcast element buf[k] holds copies of
   int64_t idx[32] = {}, sub[32] = {}, off[kI] = {};
   for (int64_t r = 0; r < rows; ++r) {
-    double total = 0.0;
-    float acc = KIND == 4 ? 1.0f : 0.0f, first_nan = 0.0f;
-    bool any = false, nan = false;
+    KilnAccumulator<KIND> acc;
     for (int64_t j = 0; j < len; j += kBlock) {
       const int64_t n = len - j < kBlock ? len - j : kBlock;
       for (int k = 0; k < NI; ++k) {
@@ -317,34 +373,9 @@ void kiln_drive_reduce(void (*block)(int64_t, const float* const*, float* const*
         x[k] = buf[k];
       }
       block(n, x, y);
-      if (KIND == 0 || KIND == 1) {
-        float lanes[16] = {};
-        int64_t i = 0;
-        for (; i + 16 <= n; i += 16)
-          for (int q = 0; q < 16; ++q) lanes[q] += values[i + q];
-        for (; i < n; ++i) lanes[i & 15] += values[i];
-        double part = 0.0;
-        for (int q = 0; q < 16; ++q) part += lanes[q];
-        total += part;
-      } else if (KIND == 4) {
-        for (int64_t i = 0; i < n; ++i) acc *= values[i];
-      } else {
-        for (int64_t i = 0; i < n; ++i) {
-          const float v = values[i];
-          if (!any || (KIND == 2 ? v > acc : v < acc)) acc = v;
-          any = true;
-          if (v != v && !nan) {
-            nan = true;
-            first_nan = v;
-          }
-        }
-      }
+      acc.add(values, n);
     }
-    const float result = KIND == 0   ? static_cast<float>(total)
-                         : KIND == 1 ? static_cast<float>(total) / static_cast<float>(len)
-                         : KIND == 4 ? acc
-                                     : (nan ? first_nan : acc);
-    row(result, out, r);
+    row(acc.result(len), out, r);
     for (int64_t d = kept; d-- > 0;) {  // next row: carry through the kept dims
       for (int k = 0; k < NI; ++k) off[k] += st[k][d];
       if (++idx[d] < shape[d]) break;

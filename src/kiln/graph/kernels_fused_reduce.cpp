@@ -130,49 +130,69 @@ std::vector<Tensor> run_reduction(const Node& node, const Program& prog, const s
              : o.kind == Operand::Kind::temp ? temps[static_cast<size_t>(o.index)]
                                              : Ref{&o.imm, 0};
     };
-    float* reduced = row_values.data();
-    for (int64_t r = r0; r < r1; ++r) {
-      Accumulator acc(reduce.spec->op);
-      for (int64_t j = 0; j < len; j += kTile) {
-        const int64_t lo = r * len + j, blen = std::min(kTile, len - j);
-        float* buf = scratch.data();
-        for (size_t i = 0; i < in.size(); ++i) {
-          const Source& s = src[i];
-          if (s.mode == Source::Mode::scalar) {
-            inputs[i] = {s.base, 0};
-          } else if (s.mode == Source::Mode::direct) {
-            inputs[i] = {s.base + lo, 1};
-          } else {
-            float* dst = buf;
-            s.layout->for_each_run(lo, lo + blen, [&](const auto& off, const auto& st, int64_t run) {
-              const float* p = s.base + off[0];
-              for (int64_t e = 0; e < run; ++e) *dst++ = p[e * st[0]];
-            });
-            inputs[i] = {buf, 1};
-            buf += kTile;
-          }
+    // The reduce operand over elements [lo, lo + count) of the element shape (count <= kTile).
+    auto evaluate = [&](int64_t lo, int64_t count) {
+      float* buf = scratch.data();
+      for (size_t i = 0; i < in.size(); ++i) {
+        const Source& s = src[i];
+        if (s.mode == Source::Mode::scalar) {
+          inputs[i] = {s.base, 0};
+        } else if (s.mode == Source::Mode::direct) {
+          inputs[i] = {s.base + lo, 1};
+        } else {
+          float* dst = buf;
+          s.layout->for_each_run(lo, lo + count, [&](const auto& off, const auto& st, int64_t run) {
+            const float* p = s.base + off[0];
+            for (int64_t e = 0; e < run; ++e) *dst++ = p[e * st[0]];
+          });
+          inputs[i] = {buf, 1};
+          buf += kTile;
         }
-        for (size_t k = 0; k < num_pre; ++k) {
-          const Instr& ins = prog.code[k];
-          args.clear();
-          bool all_broadcast = true;
-          for (int a = 0; a < ins.spec->operands; ++a) {
-            args.push_back(operand(ins.args[static_cast<size_t>(a)]));
-            all_broadcast = all_broadcast && args.back().s == 0;
-          }
-          float* o = buf + static_cast<int64_t>(k) * kTile;
-          run_instr(ins, args, o, all_broadcast ? 1 : blen);
-          temps[k] = {o, all_broadcast ? 0 : 1};
-        }
-        Ref x = operand(reduce.args[0]);
-        if (x.s == 0) {  // a broadcast value: reduce blen copies of it, as the eager op would
-          float* o = buf + static_cast<int64_t>(num_pre) * kTile;
-          std::fill(o, o + blen, x.p[0]);
-          x = {o, 1};
-        }
-        acc.add(x.p, blen);
       }
-      reduced[r - r0] = acc.result(len);
+      for (size_t k = 0; k < num_pre; ++k) {
+        const Instr& ins = prog.code[k];
+        args.clear();
+        bool all_broadcast = true;
+        for (int a = 0; a < ins.spec->operands; ++a) {
+          args.push_back(operand(ins.args[static_cast<size_t>(a)]));
+          all_broadcast = all_broadcast && args.back().s == 0;
+        }
+        float* o = buf + static_cast<int64_t>(k) * kTile;
+        run_instr(ins, args, o, all_broadcast ? 1 : count);
+        temps[k] = {o, all_broadcast ? 0 : 1};
+      }
+      Ref x = operand(reduce.args[0]);
+      if (x.s == 0) {  // a broadcast value: reduce `count` copies of it, as the eager op would
+        float* o = buf + static_cast<int64_t>(num_pre) * kTile;
+        std::fill(o, o + count, x.p[0]);
+        x = {o, 1};
+      }
+      return x.p;
+    };
+    float* reduced = row_values.data();
+    if (len == 0) {
+      std::fill(reduced, reduced + nr, Accumulator(reduce.spec->op).result(0));
+    } else if (len <= kTile) {
+      // Short rows: a tile holds whole rows (one block each, as in the eager sum).
+      const int64_t per_tile = kTile / len;
+      for (int64_t r = r0; r < r1; r += per_tile) {
+        const int64_t count = std::min(per_tile, r1 - r);
+        const float* x = evaluate(r * len, count * len);
+        for (int64_t q = 0; q < count; ++q) {
+          Accumulator acc(reduce.spec->op);
+          acc.add(x + q * len, len);
+          reduced[r - r0 + q] = acc.result(len);
+        }
+      }
+    } else {
+      for (int64_t r = r0; r < r1; ++r) {
+        Accumulator acc(reduce.spec->op);
+        for (int64_t j = 0; j < len; j += kTile) {
+          const int64_t count = std::min(kTile, len - j);
+          acc.add(evaluate(r * len + j, count), count);
+        }
+        reduced[r - r0] = acc.result(len);
+      }
     }
     // The epilogue over the chunk's rows: temps t<reduce_at + m> live at row_values + m * nr.
     temps[num_pre] = {reduced, 1};
