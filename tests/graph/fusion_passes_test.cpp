@@ -524,8 +524,8 @@ TEST(FuseReduction, OnlyTrailingAxesAndPrivateIntermediatesFuse) {
   EXPECT_EQ(only_reduction_node(g4)->attr_int("reduce_axes"), 2);
 }
 
-// A global average pool after a residual block (NCHW, mean over H and W) and the reduction
-// kernel's own checks: the interpreter on strided and broadcast views, against a naive loop.
+// The reduction kernel run directly on views (a transposed input, a per-row broadcast one), both
+// interpreted and generated, against a naive f64 loop; two outputs (the sum and its sqrt).
 TEST(FuseReduction, InterpreterOnStridedAndBroadcastInputsMatchesANaiveLoop) {
   Node n;
   n.op = ops::find_op("fused_elementwise");
