@@ -916,6 +916,19 @@ inline void fused_elementwise() {}
 inline void if_else() {}  // control flow: bodies run by nested graph executors (kernels_control.cpp)
 inline void loop() {}
 inline void scan() {}
+// sequences and optionals (kernels_sequence.cpp, sequence_map in kernels_control.cpp)
+inline void sequence_empty() {}
+inline void sequence_construct() {}
+inline void sequence_insert() {}
+inline void sequence_at() {}
+inline void sequence_erase() {}
+inline void sequence_length() {}
+inline void split_to_sequence() {}
+inline void concat_from_sequence() {}
+inline void sequence_map() {}
+inline void optional_construct() {}
+inline void optional_has_element() {}
+inline void optional_get_element() {}
 }  // namespace graph_only
 namespace op_names {
 using namespace kiln::ops;

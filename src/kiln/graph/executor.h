@@ -33,21 +33,41 @@ class Executor {
   // run_planned for inputs already checked with bind_inputs (graph::Compiled checks them once).
   std::vector<Tensor> run_checked(const std::vector<Tensor>& inputs, const MemoryPlan* plan, void* arena) const;
 
+  // Any graph, including those whose inputs or outputs are sequences or optionals (run() and
+  // run_checked() take and return tensors only and refuse such graphs, naming the value).
+  // Inputs are checked as by bind_inputs, plus their kinds and sequence element dtypes.
+  std::vector<RtValue> run_values(const std::vector<RtValue>& inputs) const;
+  std::vector<RtValue> run_values_checked(const std::vector<RtValue>& inputs, const MemoryPlan* plan,
+                                          void* arena) const;
+
   const Graph& graph() const { return graph_; }
 
  private:
   const Graph& graph_;
   std::vector<Tensor> call(size_t i, const Node& n, const std::vector<Tensor>& args) const;
+  // The node loop, on values already placed in env (tensors) and venv (other kinds).
+  void run_nodes(std::vector<Tensor>& env, std::vector<RtValue>& venv, const MemoryPlan* plan, void* arena) const;
+  void run_value_node(size_t i, const Node& n, std::vector<Tensor>& env, std::vector<RtValue>& venv) const;
+  void check_tensor_io() const;
 
   std::vector<KernelFn> kernels_;                 // per node
   std::vector<PreparedState> prepared_;           // per node; null: the plain kernel runs
   std::vector<const PreparedKernel*> prepared_fns_;
+  // Per node: the value kernel for nodes that run on sequences/optionals (graph.h
+  // runs_on_values), else null; such nodes skip the tensor path (and its arena offers).
+  std::vector<ValueKernelFn> value_kernels_;
+  std::vector<const PreparedValueKernel*> prepared_value_fns_;
   std::vector<std::vector<int64_t>> release_;     // per node: value ids whose last use it is
   size_t value_slots_ = 0;                        // 1 + the largest value id
+  bool has_values_ = false;                       // some value is not a tensor
+  std::string non_tensor_io_;                     // the first graph input/output that is not a tensor
 };
 
 // Checks `inputs` against the declared graph inputs (see Executor::run) and returns the bound
 // size of every symbolic dimension.
 std::map<std::string, int64_t> bind_inputs(const Graph& graph, const std::vector<Tensor>& inputs);
+// The same for inputs of any kind: kinds must fit (an optional input takes none), sequence
+// elements must have the declared dtype; symbols are bound from the tensor inputs.
+std::map<std::string, int64_t> bind_value_inputs(const Graph& graph, const std::vector<RtValue>& inputs);
 
 }  // namespace kiln::graph

@@ -249,17 +249,97 @@ size_t Graph::remove_unused() {
   return removed;
 }
 
+// ---- value kinds
+
+std::string type_str(const Value& v) {
+  std::string dt(dtype_name(v.dtype));
+  std::string tensor = dt + (v.shape ? sym_shape_str(*v.shape) : "[...]");
+  switch (v.kind) {
+    case ValueKind::tensor: return tensor;
+    case ValueKind::sequence: return "seq<" + dt + ">";
+    case ValueKind::optional_tensor: return "opt<" + tensor + ">";
+    case ValueKind::optional_sequence: return "opt<seq<" + dt + ">>";
+  }
+  return tensor;
+}
+
+namespace {
+
+// The kinds an op takes and makes, one letter per slot: T tensor, S sequence, O optional, X a
+// tensor or sequence, A anything; a trailing '*' repeats the letter before it. Ops not listed
+// take and make tensors only. Absent inputs are not checked.
+struct KindRule {
+  std::string_view op, ins, outs;
+  bool value_op;  // runs only with a value kernel
+};
+constexpr KindRule kKindRules[] = {
+    {"sequence_empty", "", "S", true},         {"sequence_construct", "T*", "S", true},
+    {"sequence_insert", "STT", "S", true},     {"sequence_at", "ST", "T", true},
+    {"sequence_erase", "ST", "S", true},       {"sequence_length", "S", "T", true},
+    {"split_to_sequence", "TT", "S", true},    {"concat_from_sequence", "S", "T", true},
+    {"sequence_map", "SA*", "S*", true},       {"optional_construct", "X", "O", true},
+    {"optional_has_element", "A", "T", true},  {"optional_get_element", "A", "X", true},
+    {"clone", "A", "A", false},                {"if_else", "A*", "A*", false},
+    {"loop", "A*", "A*", false},
+};
+
+const KindRule* kind_rule(std::string_view op) {
+  for (const KindRule& r : kKindRules)
+    if (r.op == op) return &r;
+  return nullptr;
+}
+
+// The letter for slot i of a rule's spec, or 0 past its end.
+char slot_letter(std::string_view spec, size_t i) {
+  if (!spec.empty() && spec.back() == '*') {
+    if (i + 2 >= spec.size()) return spec[spec.size() - 2];
+    return spec[i];
+  }
+  return i < spec.size() ? spec[i] : 0;
+}
+
+bool kind_fits(char letter, ValueKind k) {
+  switch (letter) {
+    case 'T': return k == ValueKind::tensor;
+    case 'S': return k == ValueKind::sequence;
+    case 'O': return k == ValueKind::optional_tensor || k == ValueKind::optional_sequence;
+    case 'X': return k == ValueKind::tensor || k == ValueKind::sequence;
+    case 'A': return true;
+    default: return k == ValueKind::tensor;
+  }
+}
+
+const char* letter_name(char letter) {
+  switch (letter) {
+    case 'S': return "a sequence";
+    case 'O': return "an optional";
+    case 'X': return "a tensor or sequence";
+    default: return "a tensor";
+  }
+}
+
+}  // namespace
+
+bool is_value_op(std::string_view op) {
+  const KindRule* r = kind_rule(op);
+  return r && r->value_op;
+}
+
+bool runs_on_values(const Node& n) {
+  if (is_value_op(n.op_name())) return true;
+  for (const Value* in : n.inputs)
+    if (in && !in->is_tensor()) return true;
+  for (const Value* out : n.outputs)
+    if (!out->is_tensor()) return true;
+  return false;
+}
+
 // ---- text form and verifier
 
 namespace {
 
 void write_text(std::ostringstream& os, const Graph& g, const std::string& pad) {
-  auto value_str = [](const Value* v) {
-    if (!v) return std::string("<absent>");
-    std::string s = "%" + v->name + ": " + std::string(dtype_name(v->dtype));
-    s += v->shape ? sym_shape_str(*v->shape) : "[...]";
-    return s;
-  };
+  auto value_str = [](const Value* v) { return v ? "%" + v->name + ": " + type_str(*v) : std::string("<absent>"); };
   for (const Value* in : g.inputs()) os << pad << "input " << value_str(in) << "\n";
   for (const auto& v : g.values())
     if (v->is_constant()) os << pad << "const " << value_str(v.get()) << "\n";
@@ -313,6 +393,20 @@ void verify(const Graph& g, std::string_view context) {
     for (const Value* in : n->inputs)
       if (in && !available.count(in))
         fail("node '", n->name, "' (", n->op_name(), ") reads %", in->name, " before it is produced");
+    const KindRule* rule = kind_rule(n->op_name());
+    for (size_t i = 0; i < n->inputs.size(); ++i) {
+      const Value* in = n->inputs[i];
+      char want = rule ? slot_letter(rule->ins, i) : 'T';
+      if (in && !kind_fits(want, in->kind))
+        fail("node '", n->name, "' (", n->op_name(), ") input ", i, " must be ", letter_name(want), ", %", in->name,
+             " is ", type_str(*in));
+    }
+    for (size_t k = 0; k < n->outputs.size(); ++k) {
+      char want = rule ? slot_letter(rule->outs, k) : 'T';
+      if (!kind_fits(want, n->outputs[k]->kind))
+        fail("node '", n->name, "' (", n->op_name(), ") output ", k, " must be ", letter_name(want), ", %",
+             n->outputs[k]->name, " is ", type_str(*n->outputs[k]));
+    }
     for (size_t k = 0; k < n->outputs.size(); ++k) {
       const Value* out = n->outputs[k];
       if (out->producer != n.get() || out->producer_output != static_cast<int>(k))

@@ -43,6 +43,12 @@ std::string attr_str(const Attr& a);
 struct Node;
 class Graph;
 
+// What a value holds. Most values are tensors; imported ONNX graphs also carry sequences (a list
+// of tensors of one dtype, any shapes) and optionals (a tensor or sequence, or nothing). For a
+// non-tensor value, Value::dtype is the element dtype and Value::shape the elements' shape when
+// all elements share one (usually absent). At run time they are graph::RtValue (kernels.h).
+enum class ValueKind : uint8_t { tensor, sequence, optional_tensor, optional_sequence };
+
 struct Value {
   int64_t id = 0;
   std::string name;                 // unique in its graph
@@ -51,9 +57,21 @@ struct Value {
   Node* producer = nullptr;         // null for graph inputs and constants
   int producer_output = 0;
   Tensor constant;                  // defined for initializers and folded constants
+  ValueKind kind = ValueKind::tensor;
 
   bool is_constant() const { return constant.defined(); }
+  bool is_tensor() const { return kind == ValueKind::tensor; }
 };
+
+// "f32[2, 3]", "seq<f32>", "opt<f32[...]>", "opt<seq<f32>>" (the text form's value types).
+std::string type_str(const Value& v);
+// The ops whose kernels work on sequences and optionals (the sequence_* and optional_* rows of
+// ops.def), and whether a node runs on them: such an op, or any input or output not a tensor.
+// The executor runs these nodes with their value kernels (kernels.h) and the memory planner
+// leaves their outputs unplanned and their tensor inputs out of the arena (a sequence may hold
+// them past their last direct use).
+bool is_value_op(std::string_view op);
+bool runs_on_values(const Node& n);
 
 struct Node {
   const ops::OpInfo* op = nullptr;  // never null: nodes are ops of the registry
@@ -144,7 +162,8 @@ class Graph {
 // Readable text form: one line per input, constant (shape only) and node; a node's subgraphs
 // follow it, indented.
 std::string to_text(const Graph& g);
-// Structural checks: every node input is a graph input, a constant or an earlier node's output;
+// Structural checks: kinds (a node of an op that needs a sequence, optional or tensor in a slot
+// gets one; ops outside is_value_op and control flow read and make tensors only); every node input is a graph input, a constant or an earlier node's output;
 // each value is produced once; outputs exist; names unique; subgraphs pass the same checks on
 // their own (so a body that reads an outer value without capturing it fails). Throws
 // InternalError naming the offending node (after a pass) with `context` (the pass name) in the

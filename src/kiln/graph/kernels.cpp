@@ -1,6 +1,7 @@
 #include "kiln/graph/kernels.h"
 
 #include <algorithm>
+#include <set>
 
 #include "kiln/core/error.h"
 
@@ -26,10 +27,50 @@ const PreparedKernel* KernelTable::find_prepared(std::string_view op) const {
   return it == prepared_.end() ? nullptr : &it->second;
 }
 
+void KernelTable::add_values(std::string_view op, ValueKernelFn fn) {
+  KILN_ASSERT(ops::find_op(op) != nullptr, "graph value kernel for '", op, "', which is not in ops.def");
+  value_fns_[std::string(op)] = fn;
+}
+
+ValueKernelFn KernelTable::find_values(std::string_view op) const {
+  auto it = value_fns_.find(op);
+  return it == value_fns_.end() ? nullptr : it->second;
+}
+
+void KernelTable::add_prepared_values(std::string_view op, PreparedValueKernel k) {
+  KILN_ASSERT(find_values(op) != nullptr, "prepared value kernel for '", op, "', which has no value kernel");
+  prepared_values_[std::string(op)] = k;
+}
+
+const PreparedValueKernel* KernelTable::find_prepared_values(std::string_view op) const {
+  auto it = prepared_values_.find(op);
+  return it == prepared_values_.end() ? nullptr : &it->second;
+}
+
 std::vector<std::string> KernelTable::ops() const {
-  std::vector<std::string> names;
-  for (const auto& [name, fn] : fns_) names.push_back(name);
-  return names;
+  std::set<std::string> names;
+  for (const auto& [name, fn] : fns_) names.insert(name);
+  for (const auto& [name, fn] : value_fns_) names.insert(name);
+  return {names.begin(), names.end()};
+}
+
+std::string rt_value_str(const RtValue& v) {
+  switch (v.kind) {
+    case RtValue::Kind::none: return "none";
+    case RtValue::Kind::tensor: return "tensor " + v.tensor.str();
+    case RtValue::Kind::sequence: return detail::concat("sequence of ", v.seq.size());
+  }
+  return "?";
+}
+
+bool kind_accepts(ValueKind k, const RtValue& v) {
+  switch (k) {
+    case ValueKind::tensor: return v.is_tensor();
+    case ValueKind::sequence: return v.is_sequence();
+    case ValueKind::optional_tensor: return !v.is_sequence();
+    case ValueKind::optional_sequence: return !v.is_tensor();
+  }
+  return false;
 }
 
 const KernelTable& kernel_table() {
@@ -47,6 +88,7 @@ const KernelTable& kernel_table() {
     register_spatial_nd_kernels(t);
     register_control_kernels(t);
     register_fused_kernels(t);
+    register_sequence_kernels(t);
     return t;
   }();
   return table;

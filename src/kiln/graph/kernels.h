@@ -24,6 +24,36 @@ namespace kiln::graph {
 
 using KernelFn = std::vector<Tensor> (*)(const Node& node, const std::vector<Tensor>& inputs);
 
+// A value at run time of any kind (graph.h ValueKind): a tensor, a sequence of tensors, or none
+// (an empty optional, or an absent input). An optional that holds something is just that tensor
+// or sequence. Only the nodes that runs_on_values() selects see these; every other kernel keeps
+// the plain tensor signature above.
+struct RtValue {
+  enum class Kind : uint8_t { none, tensor, sequence };
+  Kind kind = Kind::none;
+  Tensor tensor;             // kind tensor
+  std::vector<Tensor> seq;   // kind sequence (elements of one dtype, any shapes)
+
+  RtValue() = default;
+  explicit RtValue(Tensor t) : kind(t.defined() ? Kind::tensor : Kind::none), tensor(std::move(t)) {}
+  static RtValue sequence(std::vector<Tensor> elems) {
+    RtValue v;
+    v.kind = Kind::sequence;
+    v.seq = std::move(elems);
+    return v;
+  }
+  bool is_none() const { return kind == Kind::none; }
+  bool is_tensor() const { return kind == Kind::tensor; }
+  bool is_sequence() const { return kind == Kind::sequence; }
+};
+std::string rt_value_str(const RtValue& v);  // "tensor f32[2, 3]", "sequence of 3", "none"
+// Whether a run-time value may stand for a value of kind `k` (an optional takes none too).
+bool kind_accepts(ValueKind k, const RtValue& v);
+
+// The kernels of nodes that take or return sequences or optionals (graph.h runs_on_values): the
+// sequence_* and optional_* ops, and clone/if_else/loop where they carry such values.
+using ValueKernelFn = std::vector<RtValue> (*)(const Node& node, const std::vector<RtValue>& inputs);
+
 // Work a kernel can do once per node instead of on every run, from the node's constant inputs
 // (a compiled graph packs each constant Linear weight for the GEMM once). `prepare` runs when a
 // compiling executor is built and returns null where it does not apply (weight not constant,
@@ -34,6 +64,10 @@ struct PreparedKernel {
   PreparedState (*prepare)(const Node& node);
   std::vector<Tensor> (*run)(const Node& node, const std::vector<Tensor>& inputs, const void* state);
 };
+struct PreparedValueKernel {
+  PreparedState (*prepare)(const Node& node);
+  std::vector<RtValue> (*run)(const Node& node, const std::vector<RtValue>& inputs, const void* state);
+};
 
 class KernelTable {
  public:
@@ -41,11 +75,18 @@ class KernelTable {
   KernelFn find(std::string_view op) const;    // nullptr when the op has no graph kernel
   void add_prepared(std::string_view op, PreparedKernel k);  // op must already have a plain kernel
   const PreparedKernel* find_prepared(std::string_view op) const;
-  std::vector<std::string> ops() const;
+  // Value kernels (op must be in the ops registry); an op may have both forms.
+  void add_values(std::string_view op, ValueKernelFn fn);
+  ValueKernelFn find_values(std::string_view op) const;  // nullptr when the op has none
+  void add_prepared_values(std::string_view op, PreparedValueKernel k);  // needs a value kernel
+  const PreparedValueKernel* find_prepared_values(std::string_view op) const;
+  std::vector<std::string> ops() const;  // ops with a plain or a value kernel
 
  private:
   std::map<std::string, KernelFn, std::less<>> fns_;
   std::map<std::string, PreparedKernel, std::less<>> prepared_;
+  std::map<std::string, ValueKernelFn, std::less<>> value_fns_;
+  std::map<std::string, PreparedValueKernel, std::less<>> prepared_values_;
 };
 
 // Built once, from every register_*_kernels function below.
@@ -65,6 +106,7 @@ void register_rnn_kernels(KernelTable& t);         // rnn_ops.h: ONNX RNN, GRU, 
 void register_spatial_nd_kernels(KernelTable& t);  // spatial_nd.h: 3-d conv/pool, dilated and indexed max pool
 void register_control_kernels(KernelTable& t);  // if_else, loop, scan: bodies run by nested executors
 void register_fused_kernels(KernelTable& t);     // fused_elementwise (fused_program.h)
+void register_sequence_kernels(KernelTable& t);  // sequence_*, optional_*, clone on values
 
 // Helpers for kernels.
 // The values of a 1-d (or scalar) integer tensor, e.g. Reshape's shape or Slice's starts.

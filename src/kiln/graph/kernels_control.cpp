@@ -10,6 +10,12 @@
 //        body: (state x N, scan_in element x S, captured) -> (state x N, scan_out element x K)
 //   scan with batched=1 (ONNX Scan-8): (sequence_lens?, state x N, scan_in x S, captured); every
 //        input has a leading batch axis and scan inputs scan axis 1; attr directions (S).
+//   sequence_map (seq, extra x E, captured x C) -> (seq x K)
+//        body: (element, extra element x E, captured) -> (element x K); a sequence extra input
+//        gives its i-th element (all sequences of one length), a tensor itself every time
+// if_else, loop and sequence_map run on graph::RtValue (kernels.h), so branch outputs and
+// loop-carried values may be sequences or optionals (ONNX If-13/16, Loop-13/16); loop scan
+// outputs and everything of scan are tensors.
 // Bodies run once per iteration, so the executors are built once: per compiled graph (the
 // prepared kernel) or, for the plain interpreter, once per node run.
 #include <algorithm>
@@ -77,6 +83,24 @@ std::vector<Tensor> run_body(const Node& n, const Executor& e, const std::vector
   return outs;
 }
 
+using Values = std::vector<RtValue>;
+
+std::vector<RtValue> run_body(const Node& n, const Executor& e, const Values& inputs, size_t want) {
+  Values outs;
+  {
+    PlacementScope none({});
+    outs = e.run_values(inputs);
+  }
+  if (outs.size() != want)
+    kernel_error(n, detail::concat("the body returns ", outs.size(), " values, the node needs ", want));
+  return outs;
+}
+
+const Tensor& body_tensor(const Node& n, const RtValue& v, std::string_view what) {
+  if (!v.is_tensor()) kernel_error(n, detail::concat(what, " must be a tensor, got ", rt_value_str(v)));
+  return v.tensor;
+}
+
 // The scan outputs of zero iterations: empty, with the element shape the body declares.
 Tensor empty_stack(const Node& n, const Value* elem, int64_t axis) {
   std::optional<Shape> s = elem->shape ? concrete_shape(*elem->shape) : std::nullopt;
@@ -89,17 +113,16 @@ Tensor empty_stack(const Node& n, const Value* elem, int64_t axis) {
 
 // ---- if_else
 
-std::vector<Tensor> run_if(const Node& n, const std::vector<Tensor>& inputs, const Bodies& b) {
-  size_t c = inputs.size() - 1;
-  bool take = truth(n, required_input(n, inputs, 0, "cond"), "cond");
+Values run_if(const Node& n, const Values& inputs, const Bodies& b) {
+  if (inputs.empty() || !inputs[0].is_tensor()) kernel_error(n, "input 0 (cond) must be a tensor");
+  bool take = truth(n, inputs[0].tensor, "cond");
   const Executor& e = b.at(n, take ? "then_branch" : "else_branch");
-  std::vector<Tensor> args(inputs.begin() + 1, inputs.begin() + 1 + static_cast<std::ptrdiff_t>(c));
-  return run_body(n, e, args, n.outputs.size());
+  return run_body(n, e, Values(inputs.begin() + 1, inputs.end()), n.outputs.size());
 }
 
 // ---- loop
 
-std::vector<Tensor> run_loop(const Node& n, const std::vector<Tensor>& inputs, const Bodies& b) {
+Values run_loop(const Node& n, const Values& inputs, const Bodies& b) {
   const size_t c = num_captured(n, 2);
   const size_t carried = inputs.size() - 2 - c;
   if (n.outputs.size() < carried) kernel_error(n, "fewer outputs than loop-carried values");
@@ -108,31 +131,60 @@ std::vector<Tensor> run_loop(const Node& n, const std::vector<Tensor>& inputs, c
   if (e.graph().inputs().size() != 2 + carried + c)
     kernel_error(n, detail::concat("the body takes ", e.graph().inputs().size(), " inputs, the node passes ",
                                    2 + carried + c));
-  Tensor m_in = optional_input(inputs, 0), cond_in = optional_input(inputs, 1);
-  if (!m_in.defined() && !cond_in.defined())
+  const RtValue &m_in = inputs[0], &cond_in = inputs[1];
+  if (m_in.is_none() && cond_in.is_none())
     kernel_error(n, "neither a trip count M nor a condition: the loop would never end");
-  const int64_t trips = m_in.defined() ? static_cast<int64_t>(scalar_value(m_in, n, "M")) : -1;
-  bool go = cond_in.defined() ? truth(n, cond_in, "cond") : true;
+  const int64_t trips = m_in.is_none() ? -1 : static_cast<int64_t>(scalar_value(body_tensor(n, m_in, "M"), n, "M"));
+  bool go = cond_in.is_none() ? true : truth(n, body_tensor(n, cond_in, "cond"), "cond");
 
-  std::vector<Tensor> state(inputs.begin() + 2, inputs.begin() + 2 + static_cast<std::ptrdiff_t>(carried));
-  std::vector<Tensor> args(2 + carried + c);
+  Values state(inputs.begin() + 2, inputs.begin() + 2 + static_cast<std::ptrdiff_t>(carried));
+  Values args(2 + carried + c);
   std::copy(inputs.end() - static_cast<std::ptrdiff_t>(c), inputs.end(), args.end() - static_cast<std::ptrdiff_t>(c));
   std::vector<std::vector<Tensor>> scans(k_scans);
   for (int64_t i = 0; go && (trips < 0 || i < trips); ++i) {
-    args[0] = body_scalar(e, 0, static_cast<double>(i), DType::i64);
-    args[1] = body_scalar(e, 1, 1.0, DType::b8);
+    args[0] = RtValue(body_scalar(e, 0, static_cast<double>(i), DType::i64));
+    args[1] = RtValue(body_scalar(e, 1, 1.0, DType::b8));
     std::copy(state.begin(), state.end(), args.begin() + 2);
-    std::vector<Tensor> outs = run_body(n, e, args, 1 + carried + k_scans);
+    Values outs = run_body(n, e, args, 1 + carried + k_scans);
     // ONNX: the body's condition decides only when the node has a cond input.
-    if (cond_in.defined()) go = truth(n, outs[0], "the body's cond output");
+    if (!cond_in.is_none()) go = truth(n, body_tensor(n, outs[0], "the body's cond output"), "the body's cond output");
     for (size_t j = 0; j < carried; ++j) state[j] = std::move(outs[1 + j]);
-    for (size_t k = 0; k < k_scans; ++k) scans[k].push_back(std::move(outs[1 + carried + k]));
+    for (size_t k = 0; k < k_scans; ++k) scans[k].push_back(body_tensor(n, outs[1 + carried + k], "a scan output"));
   }
-  std::vector<Tensor> result = std::move(state);
+  Values result = std::move(state);
   for (size_t k = 0; k < k_scans; ++k)
-    result.push_back(scans[k].empty() ? empty_stack(n, e.graph().outputs()[1 + carried + k], 0)
-                                      : ops::stack(scans[k], 0));
+    result.emplace_back(scans[k].empty() ? empty_stack(n, e.graph().outputs()[1 + carried + k], 0)
+                                         : ops::stack(scans[k], 0));
   return result;
+}
+
+// ---- sequence_map
+
+Values run_sequence_map(const Node& n, const Values& inputs, const Bodies& b) {
+  const size_t c = num_captured(n, 1);
+  const size_t formal = inputs.size() - c;
+  if (!inputs[0].is_sequence()) kernel_error(n, detail::concat("input 0 must be a sequence, got ", rt_value_str(inputs[0])));
+  const size_t length = inputs[0].seq.size();
+  for (size_t j = 1; j < formal; ++j) {
+    if (inputs[j].is_none()) kernel_error(n, detail::concat("input ", j, " is missing"));
+    if (inputs[j].is_sequence() && inputs[j].seq.size() != length)
+      kernel_error(n, detail::concat("input ", j, " is a sequence of ", inputs[j].seq.size(), ", input 0 of ", length));
+  }
+  const Executor& e = b.at(n, "body");
+  if (e.graph().inputs().size() != inputs.size())
+    kernel_error(n, detail::concat("the body takes ", e.graph().inputs().size(), " inputs, the node passes ", inputs.size()));
+  const size_t k_outs = n.outputs.size();
+  std::vector<std::vector<Tensor>> results(k_outs);
+  Values args(inputs);
+  for (size_t i = 0; i < length; ++i) {
+    for (size_t j = 0; j < formal; ++j)
+      if (inputs[j].is_sequence()) args[j] = RtValue(inputs[j].seq[i]);
+    Values outs = run_body(n, e, args, k_outs);
+    for (size_t k = 0; k < k_outs; ++k) results[k].push_back(body_tensor(n, outs[k], "a body output"));
+  }
+  Values out;
+  for (auto& r : results) out.push_back(RtValue::sequence(std::move(r)));
+  return out;
 }
 
 // ---- scan
@@ -272,32 +324,69 @@ std::vector<Tensor> run_scan(const Node& n, const std::vector<Tensor>& inputs, c
   return result;
 }
 
-// ---- the kernel table's two forms: bodies built per run, or once per compiled graph
+// ---- the kernel table's forms: bodies built per run, or once per compiled graph; on tensors
+// (the plain kernel table) or on values (nodes that carry sequences or optionals)
 
-template <std::vector<Tensor> (*kRun)(const Node&, const std::vector<Tensor>&, const Bodies&)>
+using TensorRun = std::vector<Tensor> (*)(const Node&, const std::vector<Tensor>&, const Bodies&);
+using ValueRun = Values (*)(const Node&, const Values&, const Bodies&);
+
+template <TensorRun kRun>
 std::vector<Tensor> plain(const Node& n, const std::vector<Tensor>& inputs) {
   return kRun(n, inputs, *build_bodies(n, false));
 }
 
 PreparedState prepare_bodies(const Node& n) { return build_bodies(n, true); }
 
-template <std::vector<Tensor> (*kRun)(const Node&, const std::vector<Tensor>&, const Bodies&)>
+template <TensorRun kRun>
 std::vector<Tensor> prepared(const Node& n, const std::vector<Tensor>& inputs, const void* state) {
   return kRun(n, inputs, *static_cast<const Bodies*>(state));
 }
 
-template <std::vector<Tensor> (*kRun)(const Node&, const std::vector<Tensor>&, const Bodies&)>
+// A value-form run on tensors: absent inputs are none, and every output of a node the executor
+// runs this way is a tensor (runs_on_values() sends the others to the value form).
+template <ValueRun kRun>
+std::vector<Tensor> on_tensors(const Node& n, const std::vector<Tensor>& inputs, const Bodies& b) {
+  Values args;
+  args.reserve(inputs.size());
+  for (const Tensor& t : inputs) args.emplace_back(t);
+  std::vector<Tensor> out;
+  for (RtValue& v : kRun(n, args, b)) {
+    if (v.is_sequence()) kernel_error(n, "a body returned a sequence where the node has a tensor output");
+    out.push_back(std::move(v.tensor));
+  }
+  return out;
+}
+
+template <ValueRun kRun>
+Values plain_values(const Node& n, const Values& inputs) {
+  return kRun(n, inputs, *build_bodies(n, false));
+}
+
+template <ValueRun kRun>
+Values prepared_values(const Node& n, const Values& inputs, const void* state) {
+  return kRun(n, inputs, *static_cast<const Bodies*>(state));
+}
+
+template <TensorRun kRun>
 void add_control(KernelTable& t, std::string_view op) {
   t.add(op, plain<kRun>);
   t.add_prepared(op, {prepare_bodies, prepared<kRun>});
 }
 
+template <ValueRun kRun>
+void add_value_control(KernelTable& t, std::string_view op, bool tensor_form) {
+  if (tensor_form) add_control<on_tensors<kRun>>(t, op);
+  t.add_values(op, plain_values<kRun>);
+  t.add_prepared_values(op, {prepare_bodies, prepared_values<kRun>});
+}
+
 }  // namespace
 
 void register_control_kernels(KernelTable& t) {
-  add_control<run_if>(t, "if_else");
-  add_control<run_loop>(t, "loop");
+  add_value_control<run_if>(t, "if_else", true);
+  add_value_control<run_loop>(t, "loop", true);
   add_control<run_scan>(t, "scan");
+  add_value_control<run_sequence_map>(t, "sequence_map", false);
 }
 
 }  // namespace kiln::graph

@@ -51,6 +51,14 @@ MemoryPlan plan_memory(const Graph& g, const std::map<std::string, int64_t>& sym
       if (!in || !root.count(in)) continue;
       last[root[in]] = std::max(last[root[in]], i);
     }
+    // Sequences and optionals are never planned, nor are the tensors a value node returns (an
+    // element of a sequence, the input itself); a tensor it reads may live on inside a sequence
+    // past its last direct use, so it stays out of the arena too.
+    if (runs_on_values(n)) {
+      for (const Value* in : n.inputs)
+        if (in && root.count(in)) pinned.insert(root[in]);
+      continue;
+    }
     const Value* src = n.inputs.empty() ? nullptr : n.inputs[0];
     bool view = is_view_op(n.op_name()) && src && root.count(src);
     // A view of a graph input or a constant lives in memory the plan does not own.

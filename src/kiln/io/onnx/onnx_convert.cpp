@@ -183,6 +183,7 @@ const ConverterTable& converter_table() {
     register_indexing_converters(t);
     register_rnn_converters(t);
     register_control_converters(t);
+    register_sequence_converters(t);
     return t;
   }();
   return table;

@@ -117,6 +117,7 @@ void register_extra_converters(ConverterTable& t);      // inference_extra.h ops
 void register_indexing_converters(ConverterTable& t);   // indexing_extra.h ops
 void register_rnn_converters(ConverterTable& t);        // RNN, GRU, LSTM (rnn_ops.h)
 void register_control_converters(ConverterTable& t);    // If, Loop, Scan (bodies: onnx_subgraph.h)
+void register_sequence_converters(ConverterTable& t);   // Sequence*, SplitToSequence, ConcatFromSequence, Optional*
 
 // ONNX shape (TypeProto tensor shape) -> symbolic shape; nullopt when the rank is unknown.
 std::optional<graph::SymShape> sym_shape_from_onnx(const ::onnx::ValueInfoProto& info);

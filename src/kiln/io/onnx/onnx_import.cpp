@@ -79,21 +79,35 @@ using ValueMap = std::map<std::string, Value*, std::less<>>;
 
 // A declared graph input; `fallback` types it where the proto does not (a body's input).
 void add_graph_input(graph::Graph& g, ValueMap& values, const ::onnx::ValueInfoProto& in,
-                     std::optional<DType> fallback, std::string_view source) {
-  const auto& type = in.type();
-  std::optional<graph::SymShape> shape;
-  DType dt = DType::f32;
-  if (type.has_tensor_type() && type.tensor_type().elem_type() != 0) {
-    dt = dtype_from_onnx(type.tensor_type().elem_type(), detail::concat(source, ": input '", in.name(), "'"));
-    shape = sym_shape_from_onnx(in);
-  } else {
-    KILN_CHECK_AS(NotImplementedError, (!type.has_sequence_type() && !type.has_map_type() && !type.has_optional_type()) &&
-                  fallback, source, ": input '", in.name(),
-                  "' is not a tensor (sequences, maps and optionals are not supported)");
-    dt = *fallback;
+                     std::optional<BodyInputType> fallback, std::string_view source) {
+  OnnxValueType t = onnx_value_type(in.type(), detail::concat(source, ": input '", in.name(), "'"));
+  if (!t.dtype) {
+    KILN_CHECK_AS(NotImplementedError, fallback, source, ": input '", in.name(), "' has no element type");
+    t.dtype = fallback->dtype;
+    if (in.type().value_case() == ::onnx::TypeProto::VALUE_NOT_SET) t.kind = fallback->kind;
   }
-  values[in.name()] = g.add_input(in.name(), dt, shape.value_or(graph::SymShape{}));
-  if (!shape) g.inputs().back()->shape.reset();
+  Value* v = g.add_input(in.name(), *t.dtype, t.shape.value_or(graph::SymShape{}));
+  if (!t.shape) v->shape.reset();
+  v->kind = t.kind;
+  values[in.name()] = v;
+}
+
+// Kinds from ONNX's inferred types: a node whose output ONNX types as a sequence or optional
+// makes a value of that kind (converters that know better have set it already).
+void type_from_infos(const ::onnx::NodeProto& node, const ValueMap& values,
+                     const std::map<std::string, const ::onnx::ValueInfoProto*, std::less<>>& infos,
+                     std::string_view source) {
+  for (const auto& out : node.output()) {
+    auto info = infos.find(out);
+    auto it = values.find(out);
+    if (out.empty() || info == infos.end() || it == values.end() || info->second->type().has_tensor_type()) continue;
+    Value* v = it->second;
+    if (!v->is_tensor() || !v->producer || v->producer->outputs.empty()) continue;
+    OnnxValueType t = onnx_value_type(info->second->type(), detail::concat(source, ": value '", out, "'"));
+    v->kind = t.kind;
+    if (t.dtype) v->dtype = *t.dtype;
+    v->shape.reset();
+  }
 }
 
 // Converts gp's nodes and marks its outputs; `values` holds its inputs and constants already.
@@ -122,6 +136,7 @@ void convert_nodes(const ::onnx::GraphProto& gp, graph::Graph& g, int64_t opset,
       throw ValueError(detail::concat(source, ": ", e.what()));
     }
     for (auto& [name, v] : ctx.produced) values[name] = v;
+    type_from_infos(node, values, infos, source);
     for (int k = 0; k < node.output_size(); ++k) {
       const std::string& out = node.output(k);
       if (out.empty()) continue;
@@ -130,9 +145,7 @@ void convert_nodes(const ::onnx::GraphProto& gp, graph::Graph& g, int64_t opset,
   }
 
   for (const auto& out : gp.output()) {
-    KILN_CHECK_AS(NotImplementedError, !out.type().has_sequence_type() && !out.type().has_optional_type() &&
-                  !out.type().has_map_type(), source, ": output '", out.name(),
-                  "' is not a tensor (sequences, maps and optionals are not supported)");
+    onnx_value_type(out.type(), detail::concat(source, ": output '", out.name(), "'"));  // refuses maps
     auto it = values.find(out.name());
     KILN_CHECK(it != values.end(), source, ": graph output '", out.name(), "' is never produced");
     Value* v = it->second;
@@ -140,6 +153,7 @@ void convert_nodes(const ::onnx::GraphProto& gp, graph::Graph& g, int64_t opset,
     // always produced values with the declared name (a copy is cheap and rare).
     if (!v->producer || v->name != out.name()) {
       Value* fresh = g.add_value(v->name == out.name() ? "" : out.name(), v->dtype, v->shape);
+      fresh->kind = v->kind;
       g.add_node("clone", {v}, {fresh});
       v = fresh;
     }
@@ -193,6 +207,50 @@ void free_names(const ::onnx::GraphProto& gp, std::vector<std::string>& out) {
 
 }  // namespace
 
+OnnxValueType onnx_value_type(const ::onnx::TypeProto& type, std::string_view context) {
+  auto tensor = [&](const ::onnx::TypeProto::Tensor& t, OnnxValueType& out) {
+    if (t.elem_type() != 0) out.dtype = dtype_from_onnx(t.elem_type(), context);
+  };
+  OnnxValueType out;
+  if (type.has_tensor_type()) {
+    tensor(type.tensor_type(), out);
+    if (type.tensor_type().has_shape()) {
+      graph::SymShape s;
+      for (const auto& d : type.tensor_type().shape().dim()) {
+        if (d.has_dim_value()) s.push_back(graph::Dim::fixed(d.dim_value()));
+        else if (d.has_dim_param() && !d.dim_param().empty()) s.push_back(graph::Dim::named(d.dim_param()));
+        else s.push_back(graph::Dim{});
+      }
+      out.shape = std::move(s);
+    }
+    return out;
+  }
+  auto sequence_of_tensors = [](const ::onnx::TypeProto& t) {
+    return t.has_sequence_type() && t.sequence_type().elem_type().has_tensor_type();
+  };
+  if (sequence_of_tensors(type)) {
+    out.kind = graph::ValueKind::sequence;
+    tensor(type.sequence_type().elem_type().tensor_type(), out);
+    return out;
+  }
+  if (type.has_optional_type()) {
+    const auto& e = type.optional_type().elem_type();
+    if (e.has_tensor_type()) {
+      out.kind = graph::ValueKind::optional_tensor;
+      tensor(e.tensor_type(), out);
+      return out;
+    }
+    if (sequence_of_tensors(e)) {
+      out.kind = graph::ValueKind::optional_sequence;
+      tensor(e.sequence_type().elem_type().tensor_type(), out);
+      return out;
+    }
+  }
+  if (type.value_case() == ::onnx::TypeProto::VALUE_NOT_SET) return out;  // untyped: a tensor of unknown dtype
+  throw NotImplementedError(detail::concat(context, " is a map, a sparse tensor or a nested sequence/optional (Kiln "
+                                                    "values are tensors, sequences of tensors and their optionals)"));
+}
+
 std::vector<OuterRead> outer_reads(const ConvertContext& ctx, const std::vector<const ::onnx::GraphProto*>& bodies) {
   std::vector<std::string> names;
   for (const auto* b : bodies) free_names(*b, names);
@@ -214,7 +272,7 @@ std::vector<Value*> captured_inputs(const std::vector<OuterRead>& outer) {
 
 std::shared_ptr<graph::Graph> import_body(const ConvertContext& ctx, const ::onnx::GraphProto& body,
                                           const std::vector<OuterRead>& outer,
-                                          const std::vector<std::optional<DType>>& input_dtypes,
+                                          const std::vector<std::optional<BodyInputType>>& input_types,
                                           std::string_view label) {
   std::string source(label);
   auto g = std::make_shared<graph::Graph>();
@@ -225,7 +283,7 @@ std::shared_ptr<graph::Graph> import_body(const ConvertContext& ctx, const ::onn
   KILN_CHECK_AS(NotImplementedError, body.sparse_initializer_size() == 0, source, ": sparse initializers are not supported");
   for (int i = 0; i < body.input_size(); ++i) {
     size_t k = static_cast<size_t>(i);
-    add_graph_input(*g, values, body.input(i), k < input_dtypes.size() ? input_dtypes[k] : std::nullopt, source);
+    add_graph_input(*g, values, body.input(i), k < input_types.size() ? input_types[k] : std::nullopt, source);
   }
   // Outer reads, in captured_inputs' order; two names of one outer value (an Identity's alias)
   // share one body value, named by the first read (a body defines none of these names itself).
@@ -236,6 +294,7 @@ std::shared_ptr<graph::Graph> import_body(const ConvertContext& ctx, const ::onn
     if (!v) {
       v = g->add_input(r.name, r.value->dtype, r.value->shape.value_or(graph::SymShape{}));
       if (!r.value->shape) v->shape.reset();
+      v->kind = r.value->kind;
     }
     values[r.name] = v;
   }

@@ -15,6 +15,22 @@
 
 namespace kiln::io {
 
+// The Kiln kind, element dtype (when the proto gives one) and shape (tensors only) of an ONNX
+// type. Maps, sparse tensors and nested sequences/optionals throw NotImplementedError naming
+// `context`. Defined in onnx_import.cpp.
+struct OnnxValueType {
+  graph::ValueKind kind = graph::ValueKind::tensor;
+  std::optional<DType> dtype;
+  std::optional<graph::SymShape> shape;
+};
+OnnxValueType onnx_value_type(const ::onnx::TypeProto& type, std::string_view context);
+
+// How a body input the proto leaves untyped is typed (a loop-carried value: as the node's input).
+struct BodyInputType {
+  DType dtype;
+  graph::ValueKind kind = graph::ValueKind::tensor;
+};
+
 // One name a body reads from an enclosing graph, and the outer value it stands for.
 struct OuterRead {
   std::string name;
@@ -30,12 +46,12 @@ std::vector<OuterRead> outer_reads(const ConvertContext& ctx, const std::vector<
 // order import_body gives the bodies' matching inputs.
 std::vector<Value*> captured_inputs(const std::vector<OuterRead>& outer);
 
-// Converts `body`: its declared inputs first (typed by the proto, else by input_dtypes[i]; shape
+// Converts `body`: its declared inputs first (typed by the proto, else by input_types[i]; shape
 // unknown where the proto says nothing), then one input per captured_inputs(outer). `label`
 // names the body in errors ("body of node 'loop_1'").
 std::shared_ptr<graph::Graph> import_body(const ConvertContext& ctx, const ::onnx::GraphProto& body,
                                           const std::vector<OuterRead>& outer,
-                                          const std::vector<std::optional<DType>>& input_dtypes,
+                                          const std::vector<std::optional<BodyInputType>>& input_types,
                                           std::string_view label);
 
 }  // namespace kiln::io

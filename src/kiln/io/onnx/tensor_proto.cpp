@@ -230,6 +230,52 @@ Tensor parse_tensor_pb(std::string_view bytes, std::string_view source) {
 
 Tensor read_tensor_pb(const std::string& path) { return parse_tensor_pb(read_file(path), path); }
 
+std::vector<Tensor> sequence_from_proto(const ::onnx::SequenceProto& p, std::string_view context) {
+  if (p.elem_type() != ::onnx::SequenceProto::TENSOR && !(p.elem_type() == 0 && p.tensor_values_size() == 0))
+    throw NotImplementedError(detail::concat(context, ": a sequence of element type ", p.elem_type(),
+                                             " (Kiln reads sequences of tensors only)"));
+  std::vector<Tensor> out;
+  for (int i = 0; i < p.tensor_values_size(); ++i)
+    out.push_back(tensor_from_proto(p.tensor_values(i), detail::concat(context, ": element ", i)));
+  return out;
+}
+
+ProtoValue optional_from_proto(const ::onnx::OptionalProto& p, std::string_view context) {
+  ProtoValue v;
+  if (p.has_tensor_value()) {
+    v.kind = ProtoValue::Kind::tensor;
+    v.tensor = tensor_from_proto(p.tensor_value(), context);
+  } else if (p.has_sequence_value()) {
+    v.kind = ProtoValue::Kind::sequence;
+    v.sequence = sequence_from_proto(p.sequence_value(), context);
+  } else if (p.has_sparse_tensor_value() || p.has_map_value() || p.has_optional_value()) {
+    throw NotImplementedError(detail::concat(context, ": an optional of a sparse tensor, map or optional"));
+  }
+  return v;
+}
+
+namespace {
+
+template <typename Proto>
+Proto parse_pb(const std::string& path, std::string_view what) {
+  std::string bytes = read_file(path);
+  Proto p;
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+      !p.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    throw IoError(detail::concat(path, ": not a valid ONNX ", what, " (protobuf parse of ", bytes.size(), " bytes failed)"));
+  return p;
+}
+
+}  // namespace
+
+std::vector<Tensor> read_sequence_pb(const std::string& path) {
+  return sequence_from_proto(parse_pb<::onnx::SequenceProto>(path, "SequenceProto"), path);
+}
+
+ProtoValue read_optional_pb(const std::string& path) {
+  return optional_from_proto(parse_pb<::onnx::OptionalProto>(path, "OptionalProto"), path);
+}
+
 void write_tensor_pb(const std::string& path, const Tensor& t, const std::string& name) {
   const TensorProto p = tensor_to_proto(t, name);
   std::string bytes;

@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include <onnx/onnx-data_pb.h>
 #include <onnx/onnx_pb.h>
 
 #include "kiln/core/tensor.h"
@@ -34,5 +36,19 @@ Tensor tensor_from_proto(const ::onnx::TensorProto& p, std::string_view context)
 Tensor read_tensor_pb(const std::string& path);
 Tensor parse_tensor_pb(std::string_view bytes, std::string_view source);
 void write_tensor_pb(const std::string& path, const Tensor& t, const std::string& name);
+
+// Sequences and optionals as the ONNX backend tests store them (onnx-data.proto: SequenceProto of
+// tensors, OptionalProto of a tensor or such a sequence). Nested sequences, maps and sparse
+// tensors throw NotImplementedError naming `context`/the file.
+struct ProtoValue {
+  enum class Kind { none, tensor, sequence };
+  Kind kind = Kind::none;  // none: an empty optional
+  Tensor tensor;
+  std::vector<Tensor> sequence;
+};
+std::vector<Tensor> sequence_from_proto(const ::onnx::SequenceProto& p, std::string_view context);
+ProtoValue optional_from_proto(const ::onnx::OptionalProto& p, std::string_view context);
+std::vector<Tensor> read_sequence_pb(const std::string& path);
+ProtoValue read_optional_pb(const std::string& path);
 
 }  // namespace kiln::io
