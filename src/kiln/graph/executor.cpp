@@ -96,10 +96,9 @@ void bind_tensor(const Value* v, const Tensor& t, std::map<std::string, int64_t>
 
 }  // namespace
 
-void Executor::check_tensor_io() const {
-  if (!non_tensor_io_.empty())
-    throw ValueError(detail::concat("graph: input or output ", non_tensor_io_,
-                                    ", not a tensor\nhelp: run the graph with Executor::run_values"));
+void Executor::throw_non_tensor_io() const {
+  throw ValueError(detail::concat("graph: input or output ", non_tensor_io_,
+                                  ", not a tensor\nhelp: run the graph with Executor::run_values"));
 }
 
 std::map<std::string, int64_t> bind_inputs(const Graph& graph, const std::vector<Tensor>& inputs) {
@@ -232,7 +231,7 @@ void Executor::run_nodes(std::vector<Tensor>& env, std::vector<RtValue>& venv, c
   std::vector<Tensor> args;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = *nodes[i];
-    if (value_kernels_[i]) {
+    if (value_kernels_[i]) [[unlikely]] {
       run_value_node(i, n, env, venv);
       continue;
     }

@@ -48,7 +48,11 @@ class Executor {
   // The node loop, on values already placed in env (tensors) and venv (other kinds).
   void run_nodes(std::vector<Tensor>& env, std::vector<RtValue>& venv, const MemoryPlan* plan, void* arena) const;
   void run_value_node(size_t i, const Node& n, std::vector<Tensor>& env, std::vector<RtValue>& venv) const;
-  void check_tensor_io() const;
+  void check_tensor_io() const {
+    if (!non_tensor_io_.empty()) [[unlikely]]
+      throw_non_tensor_io();
+  }
+  [[noreturn]] void throw_non_tensor_io() const;
 
   std::vector<KernelFn> kernels_;                 // per node
   std::vector<PreparedState> prepared_;           // per node; null: the plain kernel runs

@@ -37,6 +37,8 @@ std::vector<Tensor> evaluate(const Node& n) {
   if (nondeterministic(n.op_name())) return {};
   // Control flow is never run at compile time: a loop may be long (or, by design, endless).
   if (!n.subgraphs.empty()) return {};
+  // Sequences and optionals are never constants (Value::constant is a tensor).
+  if (runs_on_values(n)) return {};
   if (n.op_name() == "shape_of") {
     const Value* x = n.input(0);
     if (!x) return {};
