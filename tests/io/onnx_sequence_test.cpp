@@ -86,9 +86,8 @@ TEST(OnnxSequenceExport, GraphsCarryingSequencesAreRefusedNamingTheNode) {
   expect_export_refused("node/test_if_seq");             // control flow
 }
 
-// Disabled until onnx_export.cpp refuses nodes that runs_on_values() (graph.h) selects: today a
-// clone of a sequence input is written as an Identity between tensor-typed values.
-TEST(OnnxSequenceExport, DISABLED_IdentityOfASequenceIsRefused) { expect_export_refused("node/test_identity_sequence"); }
+// Even a plain Identity is refused when its values are sequences (ONNX export writes tensors only).
+TEST(OnnxSequenceExport, IdentityOfASequenceIsRefused) { expect_export_refused("node/test_identity_sequence"); }
 
 }  // namespace
 }  // namespace kiln::io

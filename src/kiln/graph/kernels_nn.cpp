@@ -328,10 +328,10 @@ std::vector<Tensor> dropout_kernel(const Node& node, const std::vector<Tensor>& 
   const Tensor ratio_t = optional_input(in, 1), training_t = optional_input(in, 2);
   const double ratio = ratio_t.defined() ? scalar_value(ratio_t, node, "ratio") : 0.5;
   const bool training = training_t.defined() && scalar_value(training_t, node, "training_mode") != 0.0;
+  const bool with_mask = node.outputs.size() > 1;
   if (!training || ratio == 0.0) {
-    std::vector<Tensor> out{x};
-    if (node.outputs.size() > 1) out.push_back(Tensor::ones(x.shape(), DType::b8));  // the mask: all kept
-    return out;
+    if (with_mask) return {x, Tensor::ones(x.shape(), DType::b8)};  // the mask: all kept
+    return {x};
   }
   if (!(ratio > 0.0 && ratio < 1.0)) kernel_error(node, detail::concat("ratio ", ratio, " is not in [0, 1)"));
   if (!is_floating(x.dtype())) kernel_error(node, "training-mode dropout needs a floating-point input");
@@ -350,9 +350,8 @@ std::vector<Tensor> dropout_kernel(const Node& node, const std::vector<Tensor>& 
       k[i] = m[i] ? static_cast<T>(scale) : T(0);
     }
   });
-  std::vector<Tensor> out{ops::mul(x, keep)};
-  if (node.outputs.size() > 1) out.push_back(mask);
-  return out;
+  if (with_mask) return {ops::mul(x, keep), mask};
+  return {ops::mul(x, keep)};
 }
 
 }  // namespace

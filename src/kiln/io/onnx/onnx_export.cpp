@@ -357,6 +357,7 @@ void set_value_info(::onnx::ValueInfoProto& vi, const Value& v) {
   Exporter e(gp);
   for (const auto& n : g.nodes()) {
     if (!n->subgraphs.empty()) cannot(*n, "cannot export control flow (a node with subgraphs) to ONNX");
+    if (graph::runs_on_values(*n)) cannot(*n, "cannot export sequence or optional values to ONNX");
     if (n->outputs.size() != 1 && n->op_name() != "dropout")
       cannot(*n, detail::concat(n->outputs.size(), " outputs (only single-output ops export)"));
     export_node(e, *n);
