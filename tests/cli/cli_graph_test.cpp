@@ -146,3 +146,26 @@ TEST(CliGraph, BadModelsAndInputsAreOneLineErrorsWithoutOutputFiles) {
   expect_one_line_error(run_kiln("run " + d + "/mlp.onnx --input nonsense"), "expected NAME=FILE");
   for (const char* o : {"o1", "o2", "o3"}) EXPECT_FALSE(fs::exists(d + "/" + o + "/output.npy")) << o;
 }
+
+// kiln run on a model with a sequence input and output (ONNX backend test data): the sequence is
+// read from its SequenceProto file and written element by element, equal to the expected output.
+TEST(CliGraph, RunReadsAndWritesSequences) {
+  const std::string c = "/usr/share/libonnx-testdata/data/node/test_sequence_insert_at_back";
+  if (!fs::exists(c)) GTEST_SKIP() << "libonnx-testdata is not installed";
+  std::string d = temp_dir("graph_seq");
+  RunResult r = run_kiln("run " + c + "/model.onnx --input sequence=" + c + "/test_data_set_0/input_0.pb --input tensor=" +
+                         c + "/test_data_set_0/input_1.pb --output-dir " + d);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<kiln::Tensor> want = kiln::io::read_sequence_pb(c + "/test_data_set_0/output_0.pb");
+  auto elements = nlohmann::json::parse(r.out)["outputs"][0]["elements"];
+  ASSERT_EQ(elements.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    kiln::Tensor got = kiln::io::read_npy(d + "/output_sequence." + std::to_string(i) + ".npy");
+    EXPECT_EQ(got.shape(), want[i].shape()) << i;
+    EXPECT_EQ(got.to_vector<double>(), want[i].to_vector<double>()) << i;
+  }
+  expect_one_line_error(run_kiln("run " + c + "/model.onnx --input sequence=" + c + "/test_data_set_0/input_0.pb"),
+                        "missing graph input 'tensor'");
+  expect_one_line_error(run_kiln("run " + c + "/model.onnx --input sequence=" + c + "/test_data_set_0/input_1.pb"),
+                        "sequence of element type");
+}

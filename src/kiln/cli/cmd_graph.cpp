@@ -69,31 +69,66 @@ std::string file_stem(const std::string& name) {
   return s.empty() || s[0] == '.' ? "_" + s : s;
 }
 
+// An input for a graph value of kind `kind`: tensors from .pb/.npy; sequences and optionals from
+// the ONNX backend tests' SequenceProto / OptionalProto .pb files.
+graph::RtValue read_input_value(const std::string& path, graph::ValueKind kind) {
+  if (kind == graph::ValueKind::tensor) return graph::RtValue(read_input_file(path));
+  KILN_CHECK(fs::path(path).extension() == ".pb", "input file '", path,
+             "': a sequence or optional input is read from a .pb SequenceProto / OptionalProto");
+  if (kind == graph::ValueKind::sequence) return graph::RtValue::sequence(io::read_sequence_pb(path));
+  io::ProtoValue v = io::read_optional_pb(path);
+  if (v.kind == io::ProtoValue::Kind::tensor) return graph::RtValue(v.tensor);
+  if (v.kind == io::ProtoValue::Kind::sequence) return graph::RtValue::sequence(v.sequence);
+  return graph::RtValue();
+}
+
+// Writes one tensor as <stem>.pb and <stem>.npy; returns its JSON description.
+nlohmann::json write_output_tensor(const std::string& stem, const Tensor& t, const std::string& name) {
+  io::write_tensor_pb(stem + ".pb", t, name);
+  io::write_npy(stem + ".npy", t);
+  return {{"dtype", dtype_name(t.dtype())}, {"shape", t.shape()}, {"files", {stem + ".pb", stem + ".npy"}}};
+}
+
 }  // namespace
 
 int run_model(const RunModelArgs& args) {
   graph::Graph g = io::load_onnx(args.model);
-  std::map<std::string, Tensor> inputs;
+  std::map<std::string, std::string> files;
   for (const std::string& spec : args.inputs) {
     auto eq = spec.find('=');
     KILN_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < spec.size(), "--input '", spec, "': expected NAME=FILE");
     std::string name = spec.substr(0, eq);
-    KILN_CHECK(!inputs.count(name), "--input: '", name, "' given twice");
-    inputs[name] = read_input_file(spec.substr(eq + 1));
+    KILN_CHECK(!files.count(name), "--input: '", name, "' given twice");
+    files[name] = spec.substr(eq + 1);
   }
+  std::vector<graph::RtValue> inputs;
+  for (const graph::Value* v : g.inputs()) {
+    auto it = files.find(v->name);
+    KILN_CHECK(it != files.end(), "missing graph input '", v->name, "'");
+    inputs.push_back(read_input_value(it->second, v->kind));
+    files.erase(it);
+  }
+  KILN_CHECK(files.empty(), "--input '", files.empty() ? "" : files.begin()->first, "': the graph has no such input");
   graph::Compiled compiled(std::move(g), graph::CompileOptions{.optimize = !args.no_optimize});
-  std::vector<Tensor> outs = compiled.run(inputs);
+  std::vector<graph::RtValue> outs = compiled.run_values(inputs);
   fs::create_directories(args.output_dir);
   nlohmann::json written = nlohmann::json::array();
   const auto& names = compiled.graph().outputs();
   for (size_t k = 0; k < outs.size(); ++k) {
-    std::string stem = (fs::path(args.output_dir) / file_stem(names[k]->name)).string();
-    io::write_tensor_pb(stem + ".pb", outs[k], names[k]->name);
-    io::write_npy(stem + ".npy", outs[k]);
-    written.push_back({{"name", names[k]->name},
-                       {"dtype", dtype_name(outs[k].dtype())},
-                       {"shape", outs[k].shape()},
-                       {"files", {stem + ".pb", stem + ".npy"}}});
+    const std::string& name = names[k]->name;
+    std::string stem = (fs::path(args.output_dir) / file_stem(name)).string();
+    nlohmann::json o;
+    if (outs[k].is_tensor()) {
+      o = write_output_tensor(stem, outs[k].tensor, name);
+    } else if (outs[k].is_sequence()) {  // element i as <name>.<i>.pb / .npy
+      o["elements"] = nlohmann::json::array();
+      for (size_t i = 0; i < outs[k].seq.size(); ++i)
+        o["elements"].push_back(write_output_tensor(stem + "." + std::to_string(i), outs[k].seq[i], name));
+    } else {
+      o["none"] = true;  // an empty optional: no file
+    }
+    o["name"] = name;
+    written.push_back(o);
   }
   std::printf("%s\n", nlohmann::json{{"model", args.model}, {"optimized", !args.no_optimize}, {"outputs", written}}
                           .dump()

@@ -28,6 +28,21 @@ std::vector<Tensor> Compiled::run(const std::vector<Tensor>& inputs) {
   return exec_->run_checked(inputs, &arena->plan, arena->bytes.data());
 }
 
+std::vector<RtValue> Compiled::run_values(const std::vector<RtValue>& inputs) {
+  bool tensors_only = inputs.size() == graph_.inputs().size();
+  for (const RtValue& v : inputs) tensors_only = tensors_only && v.is_tensor();
+  for (const Value* v : graph_.inputs()) tensors_only = tensors_only && v->is_tensor();
+  for (const Value* v : graph_.outputs()) tensors_only = tensors_only && v->is_tensor();
+  if (tensors_only) {
+    std::vector<Tensor> ts;
+    for (const RtValue& v : inputs) ts.push_back(v.tensor);
+    std::vector<RtValue> out;
+    for (Tensor& t : run(ts)) out.emplace_back(std::move(t));
+    return out;
+  }
+  return exec_->run_values(inputs);  // unplanned: sequences hold tensors past their last use
+}
+
 std::vector<Tensor> Compiled::run(const std::map<std::string, Tensor>& named_inputs) {
   std::vector<Tensor> ordered;
   for (const Value* v : graph_.inputs()) {

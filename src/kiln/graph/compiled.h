@@ -30,6 +30,9 @@ class Compiled {
 
   std::vector<Tensor> run(const std::vector<Tensor>& inputs);
   std::vector<Tensor> run(const std::map<std::string, Tensor>& named_inputs);
+  // Any graph, including one whose inputs or outputs are sequences or optionals (kernels.h
+  // RtValue); tensor-only graphs run planned as run() does.
+  std::vector<RtValue> run_values(const std::vector<RtValue>& inputs);
 
   const Graph& graph() const { return graph_; }
   const std::vector<PassLogEntry>& pass_log() const { return log_; }
