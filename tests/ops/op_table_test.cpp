@@ -12,6 +12,9 @@
 
 #include "kiln/ops/op_registry.h"
 #include "kiln/ops/rnn_ops.h"
+#include "kiln/ops/signal_ops.h"
+#include "kiln/ops/training_ops.h"
+#include "kiln/ops/vision_ops.h"
 #include "kiln/ops/spatial_nd.h"
 #include "ops/op_harness.h"
 
@@ -948,7 +951,7 @@ TEST(OpRegistry, EveryDeclaredOpHasARow) {
   int found = 0;
   for (const char* header : {"elementwise.h", "reduce.h", "shape_ops.h", "linalg.h", "nn_ops.h", "inference_ops.h",
                              "inference_nn.h", "quant_ops.h", "inference_extra.h", "indexing_extra.h",
-                             "spatial_nd.h", "rnn_ops.h"}) {
+                             "spatial_nd.h", "rnn_ops.h", "signal_ops.h", "training_ops.h", "vision_ops.h"}) {
     std::ifstream in(std::string(KILN_SOURCE_DIR) + "/src/kiln/ops/" + header);
     ASSERT_TRUE(in) << header;
     std::string line;

@@ -89,6 +89,9 @@ const KernelTable& kernel_table() {
     register_control_kernels(t);
     register_fused_kernels(t);
     register_sequence_kernels(t);
+    register_signal_kernels(t);
+    register_training_kernels(t);
+    register_vision_kernels(t);
     return t;
   }();
   return table;

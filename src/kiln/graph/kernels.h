@@ -107,6 +107,9 @@ void register_spatial_nd_kernels(KernelTable& t);  // spatial_nd.h: 3-d conv/poo
 void register_control_kernels(KernelTable& t);  // if_else, loop, scan: bodies run by nested executors
 void register_fused_kernels(KernelTable& t);     // fused_elementwise (fused_program.h)
 void register_sequence_kernels(KernelTable& t);  // sequence_*, optional_*, clone on values
+void register_signal_kernels(KernelTable& t);    // signal_ops.h: windows, mel matrix, DFT, STFT
+void register_training_kernels(KernelTable& t);  // training_ops.h: Adagrad, Momentum, Adam steps
+void register_vision_kernels(KernelTable& t);    // vision_ops.h: GridSample, RoiAlign, NMS, MaxUnpool
 
 // Helpers for kernels.
 // The values of a 1-d (or scalar) integer tensor, e.g. Reshape's shape or Slice's starts.

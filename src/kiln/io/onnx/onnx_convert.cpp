@@ -184,6 +184,9 @@ const ConverterTable& converter_table() {
     register_rnn_converters(t);
     register_control_converters(t);
     register_sequence_converters(t);
+    register_signal_converters(t);
+    register_training_converters(t);
+    register_vision_converters(t);
     return t;
   }();
   return table;

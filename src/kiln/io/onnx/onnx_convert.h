@@ -118,6 +118,9 @@ void register_indexing_converters(ConverterTable& t);   // indexing_extra.h ops
 void register_rnn_converters(ConverterTable& t);        // RNN, GRU, LSTM (rnn_ops.h)
 void register_control_converters(ConverterTable& t);    // If, Loop, Scan (bodies: onnx_subgraph.h)
 void register_sequence_converters(ConverterTable& t);   // Sequence*, SplitToSequence, ConcatFromSequence, Optional*
+void register_signal_converters(ConverterTable& t);     // windows, MelWeightMatrix, DFT, STFT (signal_ops.h)
+void register_training_converters(ConverterTable& t);   // ai.onnx.preview.training: Adagrad, Momentum, Adam
+void register_vision_converters(ConverterTable& t);     // GridSample, RoiAlign, NonMaxSuppression, MaxUnpool
 
 // ONNX shape (TypeProto tensor shape) -> symbolic shape; nullopt when the rank is unknown.
 std::optional<graph::SymShape> sym_shape_from_onnx(const ::onnx::ValueInfoProto& info);

@@ -23,10 +23,21 @@ std::string one_line(std::string s) {
   return s;
 }
 
+// The one other domain Kiln imports: ONNX's optimiser steps (Adagrad, Momentum, Adam). Their
+// converters are registered under "<domain>.<op type>" (convert_training.cpp).
+constexpr std::string_view kTrainingDomain = "ai.onnx.preview.training";
+
+bool is_default_domain(std::string_view domain) { return domain.empty() || domain == "ai.onnx"; }
+
 int64_t default_domain_opset(const ::onnx::ModelProto& model, std::string_view source) {
   int64_t opset = -1;
-  for (const auto& imp : model.opset_import())
-    if (imp.domain().empty() || imp.domain() == "ai.onnx") opset = imp.version();
+  bool training = false;
+  for (const auto& imp : model.opset_import()) {
+    if (is_default_domain(imp.domain())) opset = imp.version();
+    training = training || imp.domain() == kTrainingDomain;
+  }
+  // A model of training ops alone uses no default-domain op (the checker enforces it): any opset does.
+  if (opset < 0 && training) opset = kMaxImportOpset;
   KILN_CHECK_AS(NotImplementedError, opset >= 0, source, ": the model imports no opset of the default ONNX domain");
   KILN_CHECK_AS(NotImplementedError, opset >= kMinImportOpset && opset <= kMaxImportOpset, source,
                 ": ONNX opset ", opset, " is not supported (Kiln imports opsets ", kMinImportOpset, "-",
@@ -121,9 +132,11 @@ void convert_nodes(const ::onnx::GraphProto& gp, graph::Graph& g, int64_t opset,
   for (const auto& node : gp.node()) {
     const std::string& domain = node.domain();
     std::string label = node.name().empty() ? (node.output_size() ? node.output(0) : node.op_type()) : node.name();
-    KILN_CHECK_AS(NotImplementedError, domain.empty() || domain == "ai.onnx", source, ": operator ", domain, ".",
-                  node.op_type(), " (node '", label, "') is not supported: only the default ONNX domain is");
-    Converter fn = table.find(node.op_type());
+    const bool default_domain = is_default_domain(domain);
+    KILN_CHECK_AS(NotImplementedError, default_domain || domain == kTrainingDomain, source, ": operator ", domain,
+                  ".", node.op_type(), " (node '", label,
+                  "') is not supported: only the default ONNX domain and ai.onnx.preview.training are");
+    Converter fn = table.find(default_domain ? node.op_type() : domain + "." + node.op_type());
     if (!fn)
       throw NotImplementedError(detail::concat(source, ": ONNX operator ", node.op_type(), " (opset ", opset,
                                                ", node '", label, "') is not supported"));
