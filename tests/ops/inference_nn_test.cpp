@@ -76,6 +76,9 @@ RefTensor ref_resize(const RefTensor& x, const Shape& sizes, const ops::ResizeOp
         case ops::ResizeCoord::align_corners: src = m == 1 ? 0.0 : xo * (n - 1) / (m - 1); break;
         case ops::ResizeCoord::asymmetric: src = xo / s; break;
         case ops::ResizeCoord::tf_half_pixel_for_nn: src = (xo + 0.5) / s; break;
+        case ops::ResizeCoord::tf_crop_and_resize:  // no rows here: tests/graph/vision_ops_test.cpp
+          ADD_FAILURE() << "ref_resize does not extrapolate";
+          break;
       }
       auto clampi = [&](double v) { return std::min<int64_t>(std::max<int64_t>(static_cast<int64_t>(v), 0), in - 1); };
       const double f = std::floor(src), t = src - f;
@@ -401,7 +404,7 @@ TEST(Resize, Names) {
   EXPECT_EQ(ops::resize_nearest_from_name("ceil"), ops::ResizeNearest::ceil);
   EXPECT_EQ(ops::resize_mode_from_name("cubic"), ops::ResizeMode::cubic);
   EXPECT_THROW(ops::resize_mode_from_name("bilinear"), ValueError);
-  EXPECT_THROW(ops::resize_coord_from_name("tf_crop_and_resize"), NotImplementedError);
+  EXPECT_EQ(ops::resize_coord_from_name("tf_crop_and_resize"), ops::ResizeCoord::tf_crop_and_resize);
   EXPECT_THROW(ops::resize_coord_from_name("half"), ValueError);
   EXPECT_THROW(ops::resize_nearest_from_name("round"), ValueError);
 }

@@ -12,7 +12,8 @@
 //                                       auto_pad, kernel_shape}; 1-d and 2-d spatial
 //   instance_norm         (x, scale, bias)                              {epsilon=1e-5}
 //   resize                (x, [roi], [scales], [sizes])  {mode, coordinate_transformation_mode,
-//                          nearest_mode, cubic_coeff_a, exclude_outside, axes}; two inputs
+//                          nearest_mode, cubic_coeff_a, exclude_outside, axes, extrapolation_value
+//                          (tf_crop_and_resize, which reads roi)}; two inputs
 //                          (x, scales) is the opset-10 form
 //   pad_mode              (x, pads, [constant_value], [axes])           {mode="constant"}
 //                         (also the opset < 11 form: x alone with attributes pads and value)
@@ -184,7 +185,7 @@ std::vector<Tensor> instance_norm_kernel(const Node& node, const std::vector<Ten
 std::vector<Tensor> resize_kernel(const Node& node, const std::vector<Tensor>& in) {
   const Tensor& x = required(in, 0, node, "X");
   // Opset 10: (X, scales). Opset 11+: (X, roi, scales, sizes); roi matters only to
-  // tf_crop_and_resize, which ops::resize_coord_from_name rejects.
+  // tf_crop_and_resize.
   Tensor scales_t = in.size() == 2 ? in[1] : optional_input(in, 2);
   Tensor sizes_t = in.size() == 2 ? Tensor() : optional_input(in, 3);
   if (scales_t.defined() && scales_t.numel() == 0) scales_t = Tensor();
@@ -226,6 +227,13 @@ std::vector<Tensor> resize_kernel(const Node& node, const std::vector<Tensor>& i
   o.nearest = ops::resize_nearest_from_name(node.attr_string("nearest_mode", "round_prefer_floor"));
   o.cubic_coeff_a = node.attr_float("cubic_coeff_a", -0.75);
   o.exclude_outside = node.attr_int("exclude_outside", 0) != 0;
+  if (o.coord == ops::ResizeCoord::tf_crop_and_resize) {
+    const Tensor roi = in.size() > 2 ? optional_input(in, 1) : Tensor();
+    if (!roi.defined() || !is_floating(roi.dtype()) || roi.dim() != 1)
+      kernel_error(node, "tf_crop_and_resize needs roi, a 1-d float tensor");
+    o.roi = roi.to_vector<double>();
+    o.extrapolation_value = node.attr_float("extrapolation_value", 0.0);
+  }
   return {ops::resize(x, scales, sizes, o)};
 }
 

@@ -32,7 +32,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b = Tens
 Tensor instance_norm(const Tensor& x, const Tensor& scale, const Tensor& bias, double eps = 1e-5);
 
 enum class ResizeMode { nearest, linear, cubic };
-enum class ResizeCoord { half_pixel, pytorch_half_pixel, align_corners, asymmetric, tf_half_pixel_for_nn };
+enum class ResizeCoord { half_pixel, pytorch_half_pixel, align_corners, asymmetric, tf_half_pixel_for_nn, tf_crop_and_resize };
 enum class ResizeNearest { round_prefer_floor, round_prefer_ceil, floor, ceil };
 struct ResizeOptions {
   ResizeMode mode = ResizeMode::nearest;
@@ -40,9 +40,12 @@ struct ResizeOptions {
   ResizeNearest nearest = ResizeNearest::round_prefer_floor;
   double cubic_coeff_a = -0.75;  // cubic only: Keys' a (-0.75 as PyTorch, -0.5 as TensorFlow)
   bool exclude_outside = false;  // linear/cubic: drop taps outside the input and renormalise
+  // tf_crop_and_resize only: the crop per dim, (start..., end...) normalised to [0, 1] of the dim,
+  // and the value of outputs whose coordinate falls outside the input.
+  std::vector<double> roi = {};
+  double extrapolation_value = 0.0;
 };
-// ONNX attribute spellings -> enums; unknown names throw ValueError, "tf_crop_and_resize" throws
-// NotImplementedError.
+// ONNX attribute spellings -> enums; unknown names throw ValueError.
 ResizeMode resize_mode_from_name(std::string_view name);
 ResizeCoord resize_coord_from_name(std::string_view name);
 ResizeNearest resize_nearest_from_name(std::string_view name);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "kiln/core/error.h"
@@ -73,10 +74,14 @@ void gather_axis_maps(const Tensor& x, const std::vector<AxisMap>& maps, T fill,
 // Input coordinate of output coordinate o on one axis (ONNX coordinate_transformation_mode).
 // `scale` is the given scale, or out/in when sizes were given. align_corners divides by len - 1,
 // len = scale * in with scales (a fractional length, as in ONNX's reference implementation and
-// backend tests) and = out with sizes.
-double source_coord(ResizeCoord coord, int64_t o, double scale, double len, int64_t in, int64_t out) {
-  const double x = static_cast<double>(o);
+// backend tests) and = out with sizes. tf_crop_and_resize spreads the outputs over the axis's
+// roi [start, end] (normalised: 0 the first element, 1 the last).
+double source_coord(ResizeCoord coord, int64_t o, double scale, double len, int64_t in, int64_t out, double start,
+                    double end) {
+  const double x = static_cast<double>(o), last = static_cast<double>(in - 1);
   switch (coord) {
+    case ResizeCoord::tf_crop_and_resize:
+      return out > 1 ? start * last + x * (end - start) * last / static_cast<double>(out - 1) : 0.5 * (start + end) * last;
     case ResizeCoord::half_pixel: return (x + 0.5) / scale - 0.5;
     case ResizeCoord::pytorch_half_pixel: return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
     case ResizeCoord::align_corners: return len == 1.0 ? 0.0 : x * static_cast<double>(in - 1) / (len - 1.0);
@@ -113,13 +118,27 @@ std::array<double, 4> cubic_weights(double t, double a) {
   return {w2(t + 1), w1(t), w1(1 - t), w2(2 - t)};
 }
 
-AxisTaps interpolation_taps(const ResizeOptions& opt, double scale, double len, int64_t in, int64_t out) {
+// tf_crop_and_resize: an input coordinate outside the axis reads extrapolation_value.
+bool extrapolated(const ResizeOptions& opt, double x, int64_t in) {
+  return opt.coord == ResizeCoord::tf_crop_and_resize && (x < 0.0 || x > static_cast<double>(in - 1));
+}
+
+// The roi of dim d as (start, end); (0, 1) when the mode does not use it.
+std::pair<double, double> roi_of(const ResizeOptions& opt, int64_t d, int64_t r) {
+  if (opt.coord != ResizeCoord::tf_crop_and_resize) return {0.0, 1.0};
+  return {opt.roi[d], opt.roi[r + d]};
+}
+
+// `outside` (out entries) is set where the coordinate is extrapolated.
+AxisTaps interpolation_taps(const ResizeOptions& opt, double scale, double len, int64_t in, int64_t out,
+                            std::pair<double, double> roi, std::vector<bool>& outside) {
   AxisTaps taps;
   taps.n = opt.mode == ResizeMode::cubic ? 4 : 2;
   taps.idx.resize(static_cast<size_t>(out * taps.n));
   taps.w.resize(taps.idx.size());
   for (int64_t o = 0; o < out; ++o) {
-    const double x = source_coord(opt.coord, o, scale, len, in, out);
+    const double x = source_coord(opt.coord, o, scale, len, in, out, roi.first, roi.second);
+    outside[o] = extrapolated(opt, x, in);
     const double f = std::floor(x), t = x - f;
     const int64_t i = static_cast<int64_t>(f);
     int64_t* idx = taps.idx.data() + o * taps.n;
@@ -219,8 +238,7 @@ ResizeCoord resize_coord_from_name(std::string_view name) {
   if (name == "align_corners") return ResizeCoord::align_corners;
   if (name == "asymmetric") return ResizeCoord::asymmetric;
   if (name == "tf_half_pixel_for_nn") return ResizeCoord::tf_half_pixel_for_nn;
-  if (name == "tf_crop_and_resize")
-    throw NotImplementedError("resize: coordinate_transformation_mode \"tf_crop_and_resize\" is not implemented");
+  if (name == "tf_crop_and_resize") return ResizeCoord::tf_crop_and_resize;
   throw ValueError(detail::concat("resize: unknown coordinate_transformation_mode \"", name,
                                   "\" (expected half_pixel, pytorch_half_pixel, align_corners, asymmetric, "
                                   "tf_half_pixel_for_nn or tf_crop_and_resize)"));
@@ -243,6 +261,9 @@ Tensor resize(const Tensor& x, const std::vector<double>& scales, const std::vec
   const size_t given = scales.empty() ? sizes.size() : scales.size();
   KILN_CHECK(static_cast<int64_t>(given) == r, "resize: ", scales.empty() ? "sizes" : "scales", " has ", given,
              " entries, but input ", shape_str(x.shape()), " has rank ", r);
+  const bool crop = opt.coord == ResizeCoord::tf_crop_and_resize;
+  KILN_CHECK(!crop || static_cast<int64_t>(opt.roi.size()) == 2 * r, "resize: tf_crop_and_resize needs a roi of ",
+             2 * r, " values (starts, then ends) for input ", shape_str(x.shape()), ", got ", opt.roi.size());
   std::vector<double> scale(static_cast<size_t>(r)), len(static_cast<size_t>(r));
   Shape out_shape(static_cast<size_t>(r));
   for (int64_t d = 0; d < r; ++d) {
@@ -251,7 +272,8 @@ Tensor resize(const Tensor& x, const std::vector<double>& scales, const std::vec
       KILN_CHECK(scales[d] > 0.0 && std::isfinite(scales[d]), "resize: scales must be positive, got ", scales[d],
                  " for dim ", d);
       scale[d] = scales[d];
-      len[d] = static_cast<double>(in) * scales[d];
+      // With a crop the output covers the roi: in * (end - start) * scale elements.
+      len[d] = static_cast<double>(in) * scales[d] * (crop ? opt.roi[r + d] - opt.roi[d] : 1.0);
       out_shape[d] = static_cast<int64_t>(std::floor(len[d]));
     } else {
       KILN_CHECK(sizes[d] >= 0, "resize: sizes must be >= 0, got ", sizes[d], " for dim ", d);
@@ -266,27 +288,50 @@ Tensor resize(const Tensor& x, const std::vector<double>& scales, const std::vec
   if (opt.mode == ResizeMode::nearest) {
     std::vector<AxisMap> maps(static_cast<size_t>(r));
     for (int64_t d = 0; d < r; ++d) {
+      const auto [start, end] = roi_of(opt, d, r);
       maps[d].resize(static_cast<size_t>(out_shape[d]));
-      for (int64_t o = 0; o < out_shape[d]; ++o)
-        maps[d][o] = nearest_index(opt.nearest, source_coord(opt.coord, o, scale[d], len[d], x.shape()[d], out_shape[d]),
-                                   x.shape()[d]);
+      for (int64_t o = 0; o < out_shape[d]; ++o) {
+        const double c = source_coord(opt.coord, o, scale[d], len[d], x.shape()[d], out_shape[d], start, end);
+        maps[d][o] = extrapolated(opt, c, x.shape()[d]) ? -1 : nearest_index(opt.nearest, c, x.shape()[d]);
+      }
     }
     out = Tensor::empty(out_shape, x.dtype());
-    dispatch_all(x.dtype(), [&]<typename T>() { gather_axis_maps<T>(x, maps, T{}, out); });
+    dispatch_all(x.dtype(),
+                 [&]<typename T>() { gather_axis_maps<T>(x, maps, static_cast<T>(opt.extrapolation_value), out); });
     return out;
   }
   KILN_CHECK_TYPE(x.dtype() == DType::f32 || x.dtype() == DType::f64,
                   "resize: linear and cubic modes need f32 or f64 input, got ", dtype_name(x.dtype()));
   if (numel(out_shape) == 0) return Tensor::empty(out_shape, x.dtype());
   out = contiguous_raw(x);
-  bool copied = !out.same(x);
+  bool copied = !out.same(x), any_outside = false;
+  std::vector<std::vector<bool>> outside(static_cast<size_t>(r));
   for (int64_t d = 0; d < r; ++d) {
-    const AxisTaps taps = interpolation_taps(opt, scale[d], len[d], x.shape()[d], out_shape[d]);
+    outside[d].assign(static_cast<size_t>(out_shape[d]), false);
+    const AxisTaps taps = interpolation_taps(opt, scale[d], len[d], x.shape()[d], out_shape[d], roi_of(opt, d, r),
+                                             outside[d]);
+    any_outside = any_outside || std::find(outside[d].begin(), outside[d].end(), true) != outside[d].end();
     if (is_identity(taps, x.shape()[d])) continue;
     out = dispatch_float(x.dtype(), "resize", [&]<typename T>() { return interpolation_pass<T>(out, d, taps); });
     copied = true;
   }
-  return copied ? out : clone_raw(out);  // never alias the input
+  if (!copied) out = clone_raw(out);  // never alias the input
+  if (any_outside) {  // tf_crop_and_resize: elements with an extrapolated coordinate on any axis
+    dispatch_float(x.dtype(), "resize", [&]<typename T>() {
+      T* p = out.data<T>();
+      std::vector<int64_t> idx(static_cast<size_t>(r), 0);
+      for (int64_t i = 0; i < out.numel(); ++i) {
+        bool fill = false;
+        for (int64_t d = 0; d < r; ++d) fill = fill || outside[d][idx[d]];
+        if (fill) p[i] = static_cast<T>(opt.extrapolation_value);
+        for (int64_t d = r - 1; d >= 0; --d) {
+          if (++idx[d] < out_shape[d]) break;
+          idx[d] = 0;
+        }
+      }
+    });
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- pad
