@@ -932,6 +932,7 @@ inline void sequence_map() {}
 inline void optional_construct() {}
 inline void optional_has_element() {}
 inline void optional_get_element() {}
+inline void bernoulli() {}  // random, NumPy's stream (graph/kernels_random.cpp)
 }  // namespace graph_only
 namespace op_names {
 using namespace kiln::ops;

@@ -92,6 +92,7 @@ const KernelTable& kernel_table() {
     register_signal_kernels(t);
     register_training_kernels(t);
     register_vision_kernels(t);
+    register_random_kernels(t);
     return t;
   }();
   return table;

@@ -110,6 +110,7 @@ void register_sequence_kernels(KernelTable& t);  // sequence_*, optional_*, clon
 void register_signal_kernels(KernelTable& t);    // signal_ops.h: windows, mel matrix, DFT, STFT
 void register_training_kernels(KernelTable& t);  // training_ops.h: Adagrad, Momentum, Adam steps
 void register_vision_kernels(KernelTable& t);    // vision_ops.h: GridSample, RoiAlign, NMS, MaxUnpool
+void register_random_kernels(KernelTable& t);    // bernoulli (NumPy-compatible stream, numpy_random.h)
 
 // Helpers for kernels.
 // The values of a 1-d (or scalar) integer tensor, e.g. Reshape's shape or Slice's starts.

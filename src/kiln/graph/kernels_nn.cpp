@@ -20,11 +20,11 @@
 //                 implementation (NumPy's legacy MT19937 seeded with `seed`, as np.random.seed),
 //                 so a seeded graph drops exactly what the reference drops; no seed: a fresh one
 #include <algorithm>
-#include <atomic>
 #include <random>
 #include <limits>
 
 #include "kiln/graph/kernels.h"
+#include "kiln/graph/numpy_random.h"
 #include "kiln/ops/elementwise.h"
 #include "kiln/ops/linalg.h"
 #include "kiln/ops/cpu/gemm.h"
@@ -316,13 +316,6 @@ std::vector<Tensor> attention_kernel(const Node& node, const std::vector<Tensor>
                                             required_input(node, in, 2, "v"), node.attr_int("causal", 0) != 0)};
 }
 
-// NumPy's legacy uniform double from MT19937 (randomkit's rk_double): 53 random bits from two
-// 32-bit draws. std::mt19937 seeded with a 32-bit value is the same generator as np.random.seed.
-double numpy_uniform(std::mt19937& g) {
-  const uint32_t a = g() >> 5, b = g() >> 6;
-  return (a * 67108864.0 + b) / 9007199254740992.0;
-}
-
 std::vector<Tensor> dropout_kernel(const Node& node, const std::vector<Tensor>& in) {
   const Tensor& x = required_input(node, in, 0, "x");
   const Tensor ratio_t = optional_input(in, 1), training_t = optional_input(in, 2);
@@ -335,9 +328,7 @@ std::vector<Tensor> dropout_kernel(const Node& node, const std::vector<Tensor>& 
   }
   if (!(ratio > 0.0 && ratio < 1.0)) kernel_error(node, detail::concat("ratio ", ratio, " is not in [0, 1)"));
   if (!is_floating(x.dtype())) kernel_error(node, "training-mode dropout needs a floating-point input");
-  static std::atomic<uint32_t> unseeded{0x9e3779b9u};
-  const uint32_t seed = node.has_attr("seed") ? static_cast<uint32_t>(node.attr_int("seed"))
-                                              : unseeded.fetch_add(0x9e3779b9u) ^ static_cast<uint32_t>(std::random_device{}());
+  const uint32_t seed = node.has_attr("seed") ? static_cast<uint32_t>(node.attr_int("seed")) : fresh_seed();
   std::mt19937 gen(seed);
   Tensor mask = Tensor::empty(x.shape(), DType::b8);
   Tensor keep = Tensor::empty(x.shape(), x.dtype());

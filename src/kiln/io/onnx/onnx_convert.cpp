@@ -187,6 +187,7 @@ const ConverterTable& converter_table() {
     register_signal_converters(t);
     register_training_converters(t);
     register_vision_converters(t);
+    register_random_converters(t);
     return t;
   }();
   return table;

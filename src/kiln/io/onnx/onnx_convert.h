@@ -121,6 +121,7 @@ void register_sequence_converters(ConverterTable& t);   // Sequence*, SplitToSeq
 void register_signal_converters(ConverterTable& t);     // windows, MelWeightMatrix, DFT, STFT (signal_ops.h)
 void register_training_converters(ConverterTable& t);   // ai.onnx.preview.training: Adagrad, Momentum, Adam
 void register_vision_converters(ConverterTable& t);     // GridSample, RoiAlign, NonMaxSuppression, MaxUnpool
+void register_random_converters(ConverterTable& t);     // Bernoulli
 
 // ONNX shape (TypeProto tensor shape) -> symbolic shape; nullopt when the rank is unknown.
 std::optional<graph::SymShape> sym_shape_from_onnx(const ::onnx::ValueInfoProto& info);
