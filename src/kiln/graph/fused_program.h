@@ -44,6 +44,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kiln/core/strided_loop.h"
 #include "kiln/graph/graph.h"
 
 namespace kiln::graph::fused {
@@ -106,6 +107,19 @@ struct Ref {
   const float* p;
   int64_t s;
 };
+
+// How the interpreter reads one node input: a single element (broadcast), a contiguous full-size
+// tensor (read in place), or anything else (gathered tile by tile through a strided layout).
+struct Source {
+  const float* base = nullptr;
+  enum class Mode : uint8_t { scalar, direct, gather } mode = Mode::direct;
+  std::optional<StridedLayout<1>> layout;
+};
+
+// Points inputs[i] at elements [lo, lo + count) of input i: in place (scalar, direct) or gathered
+// into the next `tile`-float slot of `scratch` (one slot per gathered input).
+void load_tile(const std::vector<Source>& src, int64_t lo, int64_t count, int64_t tile, float* scratch,
+               std::vector<Ref>& inputs);
 
 // o[0..n) = the (non-reduce) instruction `ins` over args (its value operands, in order): exactly
 // what the eager op computes, with the same per-ISA loops.

@@ -121,6 +121,12 @@ double scalar_value(const Tensor& t, const Node& node, std::string_view what) {
   return t.item();
 }
 
+bool flag_attr(const Node& node, std::string_view key) {
+  int64_t v = node.attr_int(key, 0);
+  if (v != 0 && v != 1) kernel_error(node, detail::concat("attribute ", key, " must be 0 or 1, got ", v));
+  return v == 1;
+}
+
 int64_t normalize_axis(int64_t axis, int64_t rank, const Node& node) {
   int64_t a = axis < 0 ? axis + rank : axis;
   if (a < 0 || a >= std::max<int64_t>(rank, 1))

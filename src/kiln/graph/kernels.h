@@ -117,6 +117,8 @@ void register_random_kernels(KernelTable& t);    // bernoulli (NumPy-compatible 
 std::vector<int64_t> int_values(const Tensor& t, const Node& node, std::string_view what);
 // A scalar read from a one-element tensor as double.
 double scalar_value(const Tensor& t, const Node& node, std::string_view what);
+// A 0/1 flag attribute (ONNX stores them as ints); anything else throws naming the node.
+bool flag_attr(const Node& node, std::string_view key);
 // Normalises a possibly negative axis against rank; throws naming the node when out of range.
 int64_t normalize_axis(int64_t axis, int64_t rank, const Node& node);
 // Input i, which must be present (ValueError naming the node and `what` otherwise).

@@ -183,6 +183,26 @@ void map1(float* o, Ref x, int64_t n, F f) {
 }  // namespace
 
 // o[0..n) = instruction(args). The formulas match ops/inference_math.cpp term by term.
+void load_tile(const std::vector<Source>& src, int64_t lo, int64_t count, int64_t tile, float* scratch,
+               std::vector<Ref>& inputs) {
+  for (size_t i = 0; i < src.size(); ++i) {
+    const Source& s = src[i];
+    if (s.mode == Source::Mode::scalar) {
+      inputs[i] = {s.base, 0};
+    } else if (s.mode == Source::Mode::direct) {
+      inputs[i] = {s.base + lo, 1};
+    } else {
+      float* dst = scratch;
+      s.layout->for_each_run(lo, lo + count, [&](const auto& off, const auto& st, int64_t run) {
+        const float* p = s.base + off[0];
+        for (int64_t r = 0; r < run; ++r) *dst++ = p[r * st[0]];
+      });
+      inputs[i] = {scratch, 1};
+      scratch += tile;
+    }
+  }
+}
+
 void run_instr(const Instr& ins, const std::vector<Ref>& a, float* o, int64_t n) {
   const auto& k = ops::cpu::float_kernels();
   using ops::cpu::BinaryOp;
@@ -269,13 +289,7 @@ using fused::Ref;
 
 constexpr int64_t kTile = 1024;
 
-// How the interpreter reads one node input: a single element (broadcast), a contiguous full-size
-// tensor (read in place), or anything else (gathered tile by tile through a strided layout).
-struct Source {
-  const float* base = nullptr;
-  enum class Mode : uint8_t { scalar, direct, gather } mode = Mode::direct;
-  std::optional<StridedLayout<1>> layout;
-};
+using fused::Source;
 
 std::vector<Tensor> fused_elementwise_kernel(const Node& node, const std::vector<Tensor>& in) {
   const fused::Program prog = fused::parse(node);
@@ -318,23 +332,8 @@ std::vector<Tensor> fused_elementwise_kernel(const Node& node, const std::vector
     std::vector<Ref> inputs(in.size()), temps(num_temps), args;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t lo = t * kTile, len = std::min(kTile, n - lo);
-      float* buf = scratch.data();
-      for (size_t i = 0; i < in.size(); ++i) {
-        const Source& s = src[i];
-        if (s.mode == Source::Mode::scalar) {
-          inputs[i] = {s.base, 0};
-        } else if (s.mode == Source::Mode::direct) {
-          inputs[i] = {s.base + lo, 1};
-        } else {
-          float* dst = buf;
-          s.layout->for_each_run(lo, lo + len, [&](const auto& off, const auto& st, int64_t run) {
-            const float* p = s.base + off[0];
-            for (int64_t r = 0; r < run; ++r) *dst++ = p[r * st[0]];
-          });
-          inputs[i] = {buf, 1};
-          buf += kTile;
-        }
-      }
+      fused::load_tile(src, lo, len, kTile, scratch.data(), inputs);
+      float* buf = scratch.data() + num_gathered * kTile;
       for (size_t k = 0; k < num_temps; ++k) {
         const fused::Instr& ins = prog.code[k];
         args.clear();

@@ -67,13 +67,6 @@ struct Accumulator {
   }
 };
 
-// How one node input is read: a single element, a contiguous full-size tensor, or gathered
-// block by block through its broadcast strides.
-struct Source {
-  const float* base = nullptr;
-  enum class Mode : uint8_t { scalar, direct, gather } mode = Mode::direct;
-  std::optional<StridedLayout<1>> layout;
-};
 
 }  // namespace
 
@@ -132,23 +125,9 @@ std::vector<Tensor> run_reduction(const Node& node, const Program& prog, const s
     };
     // The reduce operand over elements [lo, lo + count) of the element shape (count <= kTile).
     auto evaluate = [&](int64_t lo, int64_t count) {
+      load_tile(src, lo, count, kTile, scratch.data(), inputs);
       float* buf = scratch.data();
-      for (size_t i = 0; i < in.size(); ++i) {
-        const Source& s = src[i];
-        if (s.mode == Source::Mode::scalar) {
-          inputs[i] = {s.base, 0};
-        } else if (s.mode == Source::Mode::direct) {
-          inputs[i] = {s.base + lo, 1};
-        } else {
-          float* dst = buf;
-          s.layout->for_each_run(lo, lo + count, [&](const auto& off, const auto& st, int64_t run) {
-            const float* p = s.base + off[0];
-            for (int64_t e = 0; e < run; ++e) *dst++ = p[e * st[0]];
-          });
-          inputs[i] = {buf, 1};
-          buf += kTile;
-        }
-      }
+      for (const Source& s : src) buf += s.mode == Source::Mode::gather ? kTile : 0;
       for (size_t k = 0; k < num_pre; ++k) {
         const Instr& ins = prog.code[k];
         args.clear();

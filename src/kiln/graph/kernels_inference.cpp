@@ -17,13 +17,6 @@ namespace kiln::graph {
 
 namespace {
 
-// A 0/1 flag attribute; ONNX stores them as ints.
-bool flag(const Node& node, std::string_view key) {
-  int64_t v = node.attr_int(key, 0);
-  if (v != 0 && v != 1) kernel_error(node, detail::concat("attribute ", key, " must be 0 or 1, got ", v));
-  return v == 1;
-}
-
 template <Tensor (*Op)(const Tensor&)>
 std::vector<Tensor> unary(const Node& node, const std::vector<Tensor>& inputs) {
   return {Op(required_input(node, inputs, 0, "X"))};
@@ -53,7 +46,8 @@ std::vector<Tensor> selu(const Node& node, const std::vector<Tensor>& inputs) {
 }
 
 std::vector<Tensor> mod(const Node& node, const std::vector<Tensor>& inputs) {
-  return {ops::mod(required_input(node, inputs, 0, "A"), required_input(node, inputs, 1, "B"), flag(node, "fmod"))};
+  return {ops::mod(required_input(node, inputs, 0, "A"), required_input(node, inputs, 1, "B"),
+                   flag_attr(node, "fmod"))};
 }
 
 std::vector<Tensor> prelu(const Node& node, const std::vector<Tensor>& inputs) {
@@ -74,7 +68,8 @@ std::vector<Tensor> cumsum(const Node& node, const std::vector<Tensor>& inputs) 
   const Tensor& x = required_input(node, inputs, 0, "x");
   std::vector<int64_t> axis = int_values(required_input(node, inputs, 1, "axis"), node, "axis");
   if (axis.size() != 1) kernel_error(node, detail::concat("axis must have one element, got ", axis.size()));
-  return {ops::cumsum(x, normalize_axis(axis[0], x.dim(), node), flag(node, "exclusive"), flag(node, "reverse"))};
+  return {ops::cumsum(x, normalize_axis(axis[0], x.dim(), node), flag_attr(node, "exclusive"),
+                      flag_attr(node, "reverse"))};
 }
 
 std::vector<Tensor> einsum(const Node& node, const std::vector<Tensor>& inputs) {

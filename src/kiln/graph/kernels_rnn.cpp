@@ -17,12 +17,6 @@ namespace kiln::graph {
 
 namespace {
 
-bool flag(const Node& node, std::string_view key) {
-  int64_t v = node.attr_int(key, 0);
-  if (v != 0 && v != 1) kernel_error(node, detail::concat("attribute ", key, " must be 0 or 1, got ", v));
-  return v == 1;
-}
-
 std::vector<std::string> string_list(const Node& node, std::string_view key) {
   auto it = node.attrs.find(key);
   if (it == node.attrs.end()) return {};
@@ -56,9 +50,9 @@ ops::RnnOptions options(const Node& node, ops::RnnKind kind) {
     if (!(clip > 0.0)) kernel_error(node, detail::concat("clip must be positive, got ", clip));
     opt.clip = static_cast<float>(clip);
   }
-  opt.batch_first = flag(node, "layout");
+  opt.batch_first = flag_attr(node, "layout");
   if (kind == ops::RnnKind::gru) opt.linear_before_reset = node.attr_int("linear_before_reset", 0) != 0;
-  if (kind == ops::RnnKind::lstm) opt.input_forget = flag(node, "input_forget");
+  if (kind == ops::RnnKind::lstm) opt.input_forget = flag_attr(node, "input_forget");
   return opt;
 }
 
