@@ -171,6 +171,12 @@ TEST(VisionOps, ResizeTfCropAndResize) {
   Tensor half = f32({0, 0, 0, 0, 1, 1, 0.5f, 1}, {8});
   Tensor y = run1(make_node("resize", a), {x, half, f32({1, 1, 1, 1}, {4})});
   expect_near(y, {1, 1, 2, 4}, {1, 2, 3, 4, 7, 8, 9, 10}, 1e-5);  // rows 0 and 1.5 of the roi [0, 1.5]
+  // Nearest mode moves 16-bit values: the extrapolation value is converted, not reinterpreted
+  // (GCC's parenthesised aggregate init once made static_cast<Half>(10.0) the bits 0x000a).
+  a["mode"] = std::string("nearest");
+  Tensor yh = run1(make_node("resize", a), {to_dtype_raw(x, DType::f16), roi, Tensor(), i64s({1, 1, 3, 3})});
+  ASSERT_EQ(yh.dtype(), DType::f16);
+  expect_near(to_dtype_raw(yh, DType::f32), {1, 1, 3, 3}, {7, 10, 10, 11, 10, 10, 10, 10, 10}, 0);
 }
 
 }  // namespace

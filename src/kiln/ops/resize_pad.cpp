@@ -297,7 +297,7 @@ Tensor resize(const Tensor& x, const std::vector<double>& scales, const std::vec
     }
     out = Tensor::empty(out_shape, x.dtype());
     dispatch_all(x.dtype(),
-                 [&]<typename T>() { gather_axis_maps<T>(x, maps, static_cast<T>(opt.extrapolation_value), out); });
+                 [&]<typename T>() { gather_axis_maps<T>(x, maps, from_double<T>(opt.extrapolation_value), out); });
     return out;
   }
   KILN_CHECK_TYPE(x.dtype() == DType::f32 || x.dtype() == DType::f64,
@@ -323,7 +323,7 @@ Tensor resize(const Tensor& x, const std::vector<double>& scales, const std::vec
       for (int64_t i = 0; i < out.numel(); ++i) {
         bool fill = false;
         for (int64_t d = 0; d < r; ++d) fill = fill || outside[d][idx[d]];
-        if (fill) p[i] = static_cast<T>(opt.extrapolation_value);
+        if (fill) p[i] = from_double<T>(opt.extrapolation_value);
         for (int64_t d = r - 1; d >= 0; --d) {
           if (++idx[d] < out_shape[d]) break;
           idx[d] = 0;
