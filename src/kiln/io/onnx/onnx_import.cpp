@@ -45,17 +45,45 @@ int64_t default_domain_opset(const ::onnx::ModelProto& model, std::string_view s
   return opset;
 }
 
-// ONNX 1.12's shape inference divides by strides and dilations without checking them (a stride of
-// 0 is a SIGFPE, found by fuzzing): reject such attributes before it runs.
-void check_window_attributes(const ::onnx::GraphProto& g, std::string_view source) {
+// Ranks the graph declares (initializers, inputs, value_info), inherited by bodies.
+using DeclaredRanks = std::map<std::string, int, std::less<>>;
+
+void add_declared_ranks(const ::onnx::GraphProto& g, DeclaredRanks& ranks) {
+  for (const auto& t : g.initializer()) ranks[t.name()] = t.dims_size();
+  auto add = [&](const ::onnx::ValueInfoProto& v) {
+    if (v.type().has_tensor_type() && v.type().tensor_type().has_shape())
+      ranks[v.name()] = v.type().tensor_type().shape().dim_size();
+  };
+  for (const auto& v : g.input()) add(v);
+  for (const auto& v : g.value_info()) add(v);
+}
+
+// ONNX 1.12's shape inference trusts what it reads: it divides by strides and dilations without
+// checking them (a stride of 0 is a SIGFPE), and a convolution without kernel_shape takes the
+// window from the weight's dims and then reads one per spatial dim of the input (a 3-d
+// ConvTranspose with a rank-2 weight read past the end: a SEGV), both found by fuzzing. Reject
+// such nodes before it runs. (A weight whose rank only inference knows is not checked here.)
+void check_window_attributes(const ::onnx::GraphProto& g, std::string_view source, DeclaredRanks ranks = {}) {
   static const std::set<std::string> kWindowed = {"Conv",    "ConvTranspose", "ConvInteger", "QLinearConv",
                                                   "MaxPool", "AveragePool",   "LpPool",      "MaxUnpool"};
+  add_declared_ranks(g, ranks);
   for (const auto& node : g.node()) {
     for (const auto& a : node.attribute()) {  // control-flow bodies
-      if (a.has_g()) check_window_attributes(a.g(), source);
-      for (const auto& sub : a.graphs()) check_window_attributes(sub, source);
+      if (a.has_g()) check_window_attributes(a.g(), source, ranks);
+      for (const auto& sub : a.graphs()) check_window_attributes(sub, source, ranks);
     }
     if (!kWindowed.count(node.op_type())) continue;
+    const bool conv = node.op_type().find("Conv") != std::string::npos;
+    const int w_at = node.op_type() == "QLinearConv" ? 3 : 1;
+    bool has_kernel_shape = false;
+    for (const auto& a : node.attribute()) has_kernel_shape = has_kernel_shape || a.name() == "kernel_shape";
+    if (conv && !has_kernel_shape && node.input_size() > w_at) {
+      auto x = ranks.find(node.input(0)), w = ranks.find(node.input(w_at));
+      if (x != ranks.end() && w != ranks.end())
+        KILN_CHECK(x->second == w->second, source, ": node '", node.name(), "' (", node.op_type(), "): weight '",
+                   node.input(w_at), "' has rank ", w->second, " but input '", node.input(0), "' has rank ",
+                   x->second);
+    }
     for (const auto& a : node.attribute()) {
       bool positive = a.name() == "strides" || a.name() == "dilations" || a.name() == "kernel_shape";
       bool non_negative = a.name() == "pads" || a.name() == "output_padding";
