@@ -48,14 +48,24 @@ int64_t default_domain_opset(const ::onnx::ModelProto& model, std::string_view s
 // Ranks the graph declares (initializers, inputs, value_info), inherited by bodies.
 using DeclaredRanks = std::map<std::string, int, std::less<>>;
 
-void add_declared_ranks(const ::onnx::GraphProto& g, DeclaredRanks& ranks) {
-  for (const auto& t : g.initializer()) ranks[t.name()] = t.dims_size();
-  auto add = [&](const ::onnx::ValueInfoProto& v) {
-    if (v.type().has_tensor_type() && v.type().tensor_type().has_shape())
-      ranks[v.name()] = v.type().tensor_type().shape().dim_size();
+// A name declared twice with different ranks (an input also listed as an output of another
+// shape) is refused too: inference would read one declaration's dims with the other's rank.
+void add_declared_ranks(const ::onnx::GraphProto& g, DeclaredRanks& ranks, std::string_view source) {
+  DeclaredRanks here;
+  auto add = [&](const std::string& name, int rank) {
+    auto [it, fresh] = here.emplace(name, rank);
+    KILN_CHECK(fresh || it->second == rank, source, ": value '", name, "' is declared with rank ", it->second,
+               " and with rank ", rank);
+    ranks[name] = rank;
   };
-  for (const auto& v : g.input()) add(v);
-  for (const auto& v : g.value_info()) add(v);
+  for (const auto& t : g.initializer()) add(t.name(), t.dims_size());
+  auto add_info = [&](const ::onnx::ValueInfoProto& v) {
+    if (v.type().has_tensor_type() && v.type().tensor_type().has_shape())
+      add(v.name(), v.type().tensor_type().shape().dim_size());
+  };
+  for (const auto& v : g.input()) add_info(v);
+  for (const auto& v : g.value_info()) add_info(v);
+  for (const auto& v : g.output()) add_info(v);
 }
 
 // ONNX 1.12's shape inference trusts what it reads: it divides by strides and dilations without
@@ -66,7 +76,7 @@ void add_declared_ranks(const ::onnx::GraphProto& g, DeclaredRanks& ranks) {
 void check_window_attributes(const ::onnx::GraphProto& g, std::string_view source, DeclaredRanks ranks = {}) {
   static const std::set<std::string> kWindowed = {"Conv",    "ConvTranspose", "ConvInteger", "QLinearConv",
                                                   "MaxPool", "AveragePool",   "LpPool",      "MaxUnpool"};
-  add_declared_ranks(g, ranks);
+  add_declared_ranks(g, ranks, source);
   for (const auto& node : g.node()) {
     for (const auto& a : node.attribute()) {  // control-flow bodies
       if (a.has_g()) check_window_attributes(a.g(), source, ranks);
