@@ -101,24 +101,34 @@ TEST(FusePatterns, ResidualAddFusesIntoLinearButNotUnderActivationOrBias) {
   EXPECT_EQ(g.outputs()[3]->producer->op_name(), "add");
 }
 
-// conv2d + relu + max_pool2d becomes one conv2d node that pools each chunk of the batch as it is
-// convolved (30 images of 32x26x26 outputs: 3 chunks of about 1 MiB); bitwise equal to unfused.
-TEST(FusePatterns, MaxPoolFusesIntoConvolutionAndRunsInBatchChunks) {
-  auto build = [](Graph& g) {
-    Generator gen(3);
-    Value* x = g.add_input("x", DType::f32, fs({30, 1, 28, 28}));
-    Value* c = op(g, "conv2d", {x, g.add_constant("w", randn({32, 1, 3, 3}, gen)), g.add_constant("b", randn({32}, gen))});
-    Value* r = op(g, "relu", {c});
-    g.mark_output(named_op(g, "y", "max_pool2d", {r},
-                           {{"kernel_shape", std::vector<int64_t>{2, 2}}, {"strides", std::vector<int64_t>{2, 2}}}));
+// conv2d + relu + max_pool2d becomes one conv2d node; bitwise equal to unfused. A 2x2 / stride-2
+// pool is taken inside the convolution's last pass (ops::conv2d_max_pool2); any other pool (3x3
+// stride 2 here, and a ceil-mode pool of an odd size) runs over chunks of the batch as they are
+// convolved (30 images of 32x26x26 outputs: 3 chunks of about 1 MiB).
+TEST(FusePatterns, MaxPoolFusesIntoConvolution) {
+  struct Pool {
+    int64_t k, s, ceil, size;
   };
-  Graph g = check_pass(build, [](Graph& g) { EXPECT_EQ(fuse_patterns(g), 2); }, 0, "conv+relu+pool");
-  ASSERT_EQ(g.nodes().size(), 1u);
-  const Node& n = *g.nodes()[0];
-  EXPECT_EQ(n.op_name(), "conv2d");
-  EXPECT_EQ(n.attr_string("activation"), "relu");
-  EXPECT_EQ(n.attr_string("pool"), "max");
-  EXPECT_EQ(n.attr_ints("pool_kernel_shape"), (std::vector<int64_t>{2, 2}));
+  for (const Pool& p : {Pool{2, 2, 0, 28}, Pool{3, 2, 0, 28}, Pool{2, 2, 1, 27}, Pool{2, 2, 1, 28}}) {
+    auto build = [&](Graph& g) {
+      Generator gen(3);
+      Value* x = g.add_input("x", DType::f32, fs({30, 1, p.size, p.size}));
+      Value* c =
+          op(g, "conv2d", {x, g.add_constant("w", randn({32, 1, 3, 3}, gen)), g.add_constant("b", randn({32}, gen))});
+      Value* r = op(g, "relu", {c});
+      g.mark_output(named_op(g, "y", "max_pool2d", {r},
+                             {{"kernel_shape", std::vector<int64_t>{p.k, p.k}},
+                              {"strides", std::vector<int64_t>{p.s, p.s}},
+                              {"ceil_mode", p.ceil}}));
+    };
+    Graph g = check_pass(build, [](Graph& g) { EXPECT_EQ(fuse_patterns(g), 2); }, 0, "conv+relu+pool");
+    ASSERT_EQ(g.nodes().size(), 1u);
+    const Node& n = *g.nodes()[0];
+    EXPECT_EQ(n.op_name(), "conv2d");
+    EXPECT_EQ(n.attr_string("activation"), "relu");
+    EXPECT_EQ(n.attr_string("pool"), "max");
+    EXPECT_EQ(n.attr_ints("pool_kernel_shape"), (std::vector<int64_t>{p.k, p.k}));
+  }
 }
 
 TEST(FusePatterns, IntermediatesWithOtherReadersBlockFusion) {

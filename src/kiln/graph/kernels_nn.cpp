@@ -145,6 +145,22 @@ std::vector<Tensor> run_prepacked_linear(const Node& node, const std::vector<Ten
 template <bool kMax>
 Tensor pool(const Node& node, const Tensor& x, const std::string& prefix);
 
+// The fused pool is 2x2 with stride 2 and no padding, and floor and ceil mode agree or floor is asked.
+bool is_plain_pool2(const Node& node, const Tensor& x, const Tensor& w, const ops::Conv2dOptions& o) {
+  if (x.dim() != 4 || w.dim() != 4 || node.attr_string("pool", "") != "max") return false;
+  if (pair_attr(node, "pool_kernel_shape", 1) != std::array<int64_t, 2>{2, 2} ||
+      pair_attr(node, "pool_strides", 1) != std::array<int64_t, 2>{2, 2})
+    return false;
+  for (int64_t p : node.attr_ints("pool_pads", {0, 0, 0, 0}))
+    if (p != 0) return false;
+  if (node.attr_int("pool_ceil_mode", 0) == 0) return true;
+  for (int i = 0; i < 2; ++i) {  // ceil mode: the conv output size must be even
+    const int64_t len = x.shape()[2 + i] + 2 * o.padding[i] - o.dilation[i] * (w.shape()[2 + i] - 1) - 1;
+    if (len / o.stride[i] % 2 == 0) return false;  // len/stride + 1 outputs: odd
+  }
+  return true;
+}
+
 std::vector<Tensor> conv2d_kernel(const Node& node, const std::vector<Tensor>& in) {
   Tensor x = required_input(node, in, 0, "x");
   ops::Conv2dOptions o;
@@ -161,9 +177,11 @@ std::vector<Tensor> conv2d_kernel(const Node& node, const std::vector<Tensor>& i
   const Tensor& w = required_input(node, in, 1, "w");
   Tensor b = optional_input(in, 2);
   if (!node.has_attr("pool")) return {ops::conv2d(x, w, b, o)};
-  // A max pool fused into the convolution (fuse_patterns): the batch runs in chunks whose
-  // convolution output stays small (about 1 MiB, cache-resident) and is pooled at once, so the
+  // A max pool fused into the convolution (fuse_patterns). The common 2x2 / stride-2 one is pooled
+  // inside the convolution's last pass; any other runs over chunks of the batch whose convolution
+  // output stays small (about 1 MiB, cache-resident) and is pooled at once. Either way the
   // full-size convolution output never exists.
+  if (is_plain_pool2(node, x, w, o)) return {ops::conv2d_max_pool2(x, w, b, o)};
   const int64_t N = x.shape()[0];
   const int64_t per_image = std::max<int64_t>(1, w.shape()[0] * x.shape()[2] * x.shape()[3] * 4);
   const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 20) / per_image, 1, std::max<int64_t>(N, 1));

@@ -200,6 +200,16 @@ void conv_backward_weights_f32(ConvAlgo a, const ConvShape& s, const float* x, c
   run_backward_weights(a, s, x, gy, gw, gb, nullptr, isa);
 }
 
+bool conv_algo_pools(ConvAlgo a) { return a == ConvAlgo::direct || is_wino(a); }
+
+void conv_forward_pool2_f32(ConvAlgo a, const ConvShape& s, const float* x, const float* w, const float* b,
+                            float* yp, std::string_view isa, bool relu) {
+  KILN_CHECK(conv_algo_pools(a) && conv_algo_applicable(a, s), "conv2d: the ", conv_algo_name(a),
+             " algorithm cannot pool this convolution in its last pass");
+  if (a == ConvAlgo::direct) return direct_conv_forward_pool2(s, x, w, b, relu, yp, direct_for(isa));
+  winograd_forward_pool2(wino_m(a), s, x, w, b, relu, yp, wino_for(isa));
+}
+
 int64_t conv_saved_elems(ConvAlgo fwd, ConvAlgo bwd_weights, const ConvShape& s) {
   if (fwd != bwd_weights) return 0;
   if (fwd == ConvAlgo::im2col) return im2col_saved_elems(s);

@@ -54,6 +54,13 @@ void conv_backward_data_f32(ConvAlgo a, const ConvShape& s, const float* gy, con
 void conv_backward_weights_f32(ConvAlgo a, const ConvShape& s, const float* x, const float* gy, float* gw, float* gb,
                                std::string_view isa = {});
 
+// Whether `a` can max-pool 2x2 / stride 2 in its last pass over the output (direct, Winograd).
+bool conv_algo_pools(ConvAlgo a);
+// yp (N, O, OH/2, OW/2) = that pool (floor) of act(conv(x, w) + b), bitwise the pool of
+// conv_forward_f32's y; the full-size output never exists. conv_algo_pools(a) must hold.
+void conv_forward_pool2_f32(ConvAlgo a, const ConvShape& s, const float* x, const float* w, const float* b,
+                            float* yp, std::string_view isa = {}, bool relu = false);
+
 // What the forward can keep for the weight gradient of the same algorithm (0: nothing).
 int64_t conv_saved_elems(ConvAlgo fwd, ConvAlgo bwd_weights, const ConvShape& s);
 // The same passes with that saved buffer: forward fills `keep` (when not null); backward

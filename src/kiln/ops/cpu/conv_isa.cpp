@@ -167,6 +167,105 @@ void forward(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* w,
   }
 }
 
+// ---------------------------------------------------------------- forward + 2x2 max pool
+
+// The 2x2 stride-2 max pool of act(bias + conv) at pooled row ph, columns j .. j+kV-1, for OB
+// channels, without the full-size output: the two conv rows 2ph, 2ph+1 and both column parities
+// are four accumulators per channel. Conv column 2i + t reads padded column 2i + t + kw, i.e.
+// xe[i + (t+kw)/2] or xo[i + (t+kw-1)/2]: contiguous vectors, KW + 1 loads per input row serve all
+// of them. Each accumulator sums its taps in forward_fixed's order (c, kh, kw, from the bias),
+// and the pool compares as ops/pool.cpp does, so the result is bitwise the unfused one.
+template <int OB>
+[[gnu::always_inline]] inline void pool2_vector(const float* xe, const float* xo, int64_t C, int64_t Hp, int64_t We,
+                                                const float* w, int64_t KH, int64_t KW, int64_t ph, int64_t j,
+                                                const float* bias, bool relu, float* y, int64_t PP, int64_t PW) {
+  const int64_t taps = KH * KW;
+  vf acc[OB][2][2];  // [channel][conv row 2ph + r][column parity]
+  for (int ob = 0; ob < OB; ++ob)
+    for (auto& r : acc[ob])
+      for (auto& a : r) a = splat(bias ? bias[ob] : 0.0f);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t ir = 0; ir <= KH; ++ir) {  // input row 2ph + ir: kh = ir for conv row 0, ir - 1 for row 1
+      const int64_t row = (c * Hp + 2 * ph + ir) * We + j;
+      vf xs[9];  // padded columns 2i + t, t = 0 .. KW
+      for (int64_t t = 0; t <= KW; ++t) xs[t] = t & 1 ? ld(xo + row + (t - 1) / 2) : ld(xe + row + t / 2);
+      for (int ob = 0; ob < OB; ++ob) {
+        const float* wc = w + ob * C * taps + c * taps;
+        for (int r = 0; r < 2; ++r) {
+          const int64_t kh = ir - r;
+          if (kh < 0 || kh >= KH) continue;
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            const vf wv = splat(wc[kh * KW + kw]);
+            acc[ob][r][0] += wv * xs[kw];
+            acc[ob][r][1] += wv * xs[kw + 1];
+          }
+        }
+      }
+    }
+  for (int ob = 0; ob < OB; ++ob) {
+    vf m{};
+    for (int k = 0; k < 4; ++k) {
+      vf v = acc[ob][k / 2][k % 2];
+      if (relu) v = v > 0.0f ? v : vf{};
+      m = k == 0 ? v : ((v > m) | (v != v)) ? v : m;
+    }
+    st(y + ob * PP + ph * PW + j, m);
+  }
+}
+
+template <int OB>
+void forward_pool2_block(const float* xe, const float* xo, int64_t C, int64_t Hp, int64_t We, const float* w,
+                         int64_t KH, int64_t KW, const float* bias, bool relu, float* y, int64_t PH, int64_t PW) {
+  for (int64_t ph = 0; ph < PH; ++ph)
+    for (int64_t j0 = 0;; j0 += kV) {
+      const int64_t j = std::min(j0, PW - kV);  // the last vector ends at the row end
+      if (KH == 3 && KW == 3)                   // constants the compiler unrolls
+        pool2_vector<OB>(xe, xo, C, Hp, We, w, 3, 3, ph, j, bias, relu, y, PH * PW, PW);
+      else
+        pool2_vector<OB>(xe, xo, C, Hp, We, w, KH, KW, ph, j, bias, relu, y, PH * PW, PW);
+      if (j0 + kV >= PW) break;
+    }
+}
+
+// Pooled rows narrower than a vector: the same sums one output at a time.
+void forward_pool2_scalar(const float* xe, const float* xo, int64_t C, int64_t Hp, int64_t We, const float* w,
+                          int64_t O, int64_t KH, int64_t KW, const float* bias, bool relu, float* y, int64_t PH,
+                          int64_t PW) {
+  auto padded = [&](int64_t c, int64_t h, int64_t col) {
+    const float* plane = col & 1 ? xo : xe;
+    return plane[(c * Hp + h) * We + col / 2];
+  };
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t ph = 0; ph < PH; ++ph)
+      for (int64_t pw = 0; pw < PW; ++pw) {
+        float m = 0.0f;
+        for (int k = 0; k < 4; ++k) {
+          const int64_t oh = 2 * ph + k / 2, ow = 2 * pw + k % 2;
+          float acc = bias ? bias[o] : 0.0f;
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t kh = 0; kh < KH; ++kh)
+              for (int64_t kw = 0; kw < KW; ++kw)
+                acc += w[((o * C + c) * KH + kh) * KW + kw] * padded(c, oh + kh, ow + kw);
+          if (relu && !(acc > 0.0f)) acc = 0.0f;
+          m = k == 0 ? acc : (acc > m || acc != acc) ? acc : m;
+        }
+        y[(o * PH + ph) * PW + pw] = m;
+      }
+}
+
+void forward_pool2(const float* xe, const float* xo, int64_t C, int64_t Hp, int64_t Wp, const float* w, int64_t O,
+                   int64_t KH, int64_t KW, const float* bias, bool relu, float* y) {
+  const int64_t PH = (Hp - KH + 1) / 2, PW = (Wp - KW + 1) / 2, We = (Wp + 1) / 2, taps = C * KH * KW;
+  if (PW < kV || KW > 8) return forward_pool2_scalar(xe, xo, C, Hp, We, w, O, KH, KW, bias, relu, y, PH, PW);
+  int64_t o = 0;
+  for (; o + 2 <= O; o += 2)
+    forward_pool2_block<2>(xe, xo, C, Hp, We, w + o * taps, KH, KW, bias ? bias + o : nullptr, relu,
+                           y + o * PH * PW, PH, PW);
+  if (o < O)
+    forward_pool2_block<1>(xe, xo, C, Hp, We, w + o * taps, KH, KW, bias ? bias + o : nullptr, relu,
+                           y + o * PH * PW, PH, PW);
+}
+
 // ---------------------------------------------------------------- weight gradient
 
 // gw[kw0 .. kw0+NK) of one (o, c, kh) += sum over the output plane of gy * the input under the
@@ -284,6 +383,6 @@ void weight_grad(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float
 }  // namespace
 
 extern const DirectKernels kDirectKernels;
-const DirectKernels kDirectKernels{KILN_ISA_NAME, forward, weight_grad};
+const DirectKernels kDirectKernels{KILN_ISA_NAME, forward, forward_pool2, weight_grad};
 
 }  // namespace kiln::ops::cpu::KILN_ISA_NS

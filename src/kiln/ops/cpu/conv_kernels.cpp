@@ -434,6 +434,49 @@ void direct_conv_forward(const ConvShape& s, const float* x, const float* w, con
   });
 }
 
+// src planes (C, H, W) padded by (ph, pw) -> their even and odd columns, xe and xo (C, Hp, We),
+// We = (Wp + 1) / 2; the odd plane's last column is 0 when Wp is odd.
+void split_padded_columns(const float* src, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw, float* xe,
+                          float* xo) {
+  const int64_t Hp = H + 2 * ph, Wp = W + 2 * pw, We = (Wp + 1) / 2;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < Hp; ++i) {
+      float* e = xe + (c * Hp + i) * We;
+      float* o = xo + (c * Hp + i) * We;
+      o[We - 1] = 0.0f;
+      const int64_t si = i - ph;
+      const float* srow = src + (c * H + si) * W;
+      for (int64_t jp = 0; jp < Wp; ++jp) {
+        const int64_t sj = jp - pw;
+        const float v = si >= 0 && si < H && sj >= 0 && sj < W ? srow[sj] : 0.0f;
+        (jp & 1 ? o : e)[jp / 2] = v;
+      }
+    }
+}
+
+void direct_conv_forward_pool2(const ConvShape& s, const float* x, const float* w, const float* b, bool relu,
+                               float* yp, const DirectKernels& k) {
+  const int64_t Hp = s.H + 2 * s.ph, Wp = s.W + 2 * s.pw, We = (Wp + 1) / 2, CHW = s.C * s.H * s.W;
+  const int64_t PP = (s.OH() / 2) * (s.OW() / 2), taps = s.C * s.KH * s.KW;
+  // Threads over images, and over blocks of 8 output channels when the batch is smaller than the
+  // team (as direct_conv_forward).
+  const int64_t threads = get_num_threads();
+  const int64_t parts = s.N >= threads ? 1 : std::min<int64_t>(num_chunks(threads, s.N), num_chunks(s.O, 8));
+  const int64_t chunk = num_chunks(num_chunks(s.O, parts), 8) * 8;
+  parallel_for(0, s.N * parts, 1, [&](int64_t lo, int64_t hi) {
+    float* xe = scratch<float>(0, 2 * s.C * Hp * We);
+    float* xo = xe + s.C * Hp * We;
+    int64_t split_n = -1;
+    for (int64_t item = lo; item < hi; ++item) {
+      const int64_t n = item / parts, o0 = (item % parts) * chunk, oc = std::min(chunk, s.O - o0);
+      if (oc <= 0) continue;
+      if (n != split_n) split_padded_columns(x + n * CHW, s.C, s.H, s.W, s.ph, s.pw, xe, xo), split_n = n;
+      k.forward_pool2(xe, xo, s.C, Hp, Wp, w + o0 * taps, oc, s.KH, s.KW, b ? b + o0 : nullptr, relu,
+                      yp + (n * s.O + o0) * PP);
+    }
+  });
+}
+
 // dx = the full correlation of dy with the flipped weights, channels swapped: a direct forward
 // over dy padded by (KH-1-ph, KW-1-pw) with weights w'(C, O, KH, KW) = w(O, C, KH-1-kh, KW-1-kw).
 void direct_conv_backward_data(const ConvShape& s, const float* gy, const float* w, float* gx, const DirectKernels& k) {

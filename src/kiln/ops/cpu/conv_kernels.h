@@ -79,6 +79,11 @@ struct DirectKernels {
   // y = act(bias + conv(xp, w)); bias may be null; relu: clamp at 0.
   void (*forward)(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* w, int64_t O, int64_t KH,
                   int64_t KW, const float* bias, bool relu, float* y);
+  // The same followed by a 2x2 stride-2 max pool (floor): y (O, OH/2, OW/2), bitwise the pool of
+  // forward's output. xe / xo: the even and odd columns of the padded planes, (C, Hp, (Wp+1)/2)
+  // each (xo's last column unused when Wp is odd).
+  void (*forward_pool2)(const float* xe, const float* xo, int64_t C, int64_t Hp, int64_t Wp, const float* w,
+                        int64_t O, int64_t KH, int64_t KW, const float* bias, bool relu, float* y);
   // gw (O, C, KH, KW) += sum over output positions of gy (O, OH, OW) times the input under each
   // tap; gb (O) += sum of gy when not null. Fixed summation order.
   void (*weight_grad)(const float* xp, int64_t C, int64_t Hp, int64_t Wp, const float* gy, int64_t O, int64_t KH,
@@ -92,6 +97,9 @@ const DirectKernels* direct_kernels(std::string_view isa = {});
 // The direct algorithm over a batch: stride 1, no dilation, no groups, any padding.
 void direct_conv_forward(const ConvShape& s, const float* x, const float* w, const float* b, bool relu, float* y,
                          const DirectKernels& k);
+// The same followed by a 2x2 stride-2 max pool (floor): yp (N, O, OH/2, OW/2).
+void direct_conv_forward_pool2(const ConvShape& s, const float* x, const float* w, const float* b, bool relu,
+                               float* yp, const DirectKernels& k);
 void direct_conv_backward_data(const ConvShape& s, const float* gy, const float* w, float* gx, const DirectKernels& k);
 void direct_conv_backward_weights(const ConvShape& s, const float* x, const float* gy, float* gw, float* gb,
                                   const DirectKernels& k);

@@ -132,11 +132,15 @@ int64_t winograd_saved_elems(int m, const ConvShape& s) {
   return p.A2 * pstride(s.C, p.T);
 }
 
-void winograd_forward(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu, float* y,
-                      float* v_keep, const WinogradKernels& k) {
+namespace {
+
+// pool: the output transform max-pools 2x2 / stride 2 and y is (N, O, OH/2, OW/2).
+void forward_impl(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu, bool pool,
+                  float* y, float* v_keep, const WinogradKernels& k) {
   const Plan p(m, s);
   const std::vector<float> u = weight_transform(p, s, w);
-  const int64_t OP = s.O * s.OH() * s.OW(), Ho = p.TH * m, Wo = p.TW * m;
+  const int64_t f = pool ? 2 : 1, Ho = p.TH * m / f, Wo = p.TW * m / f, YH = s.OH() / f, YW = s.OW() / f;
+  const int64_t OP = s.O * YH * YW;
   parallel_for(0, p.chunks(), 1, [&](int64_t lo, int64_t hi) {
     const int64_t tc_max = p.cb * p.tpb;
     float* vs = v_keep ? nullptr : scratch(2, p.A2 * pstride(s.C, tc_max));
@@ -152,11 +156,23 @@ void winograd_forward(int m, const ConvShape& s, const float* x, const float* w,
             {mm, pstride(s.O, tc), tc});
       for (int64_t j = 0; j < nbl; ++j) {
         const int64_t bl = bl0 + j;
-        k.output(m, mm + j * p.tpb, pstride(s.O, tc), tc, s.O, p.TH, p.TW, b, relu, yl);
-        k.from_lanes(yl, s.O, Ho, Wo, 0, 0, s.OH(), s.OW(), p.nl(s, bl), y + bl * L * OP, OP);
+        (pool ? k.output_pool2 : k.output)(m, mm + j * p.tpb, pstride(s.O, tc), tc, s.O, p.TH, p.TW, b, relu, yl);
+        k.from_lanes(yl, s.O, Ho, Wo, 0, 0, YH, YW, p.nl(s, bl), y + bl * L * OP, OP);
       }
     }
   });
+}
+
+}  // namespace
+
+void winograd_forward(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu, float* y,
+                      float* v_keep, const WinogradKernels& k) {
+  forward_impl(m, s, x, w, b, relu, false, y, v_keep, k);
+}
+
+void winograd_forward_pool2(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu,
+                            float* yp, const WinogradKernels& k) {
+  forward_impl(m, s, x, w, b, relu, true, yp, nullptr, k);
 }
 
 void winograd_backward(int m, const ConvShape& s, const float* x, const float* w, const float* gy, float* gx,

@@ -41,6 +41,9 @@ struct WinogradKernels {
   // Y = A^T M A (+ bias[o], then ReLU when asked) into yl (O, TH*m, TW*m, lanes).
   void (*output)(int m, const float* mm, int64_t ld_pos, int64_t ld_o, int64_t O, int64_t TH, int64_t TW,
                  const float* bias, bool relu, float* yl);
+  // The same followed by a 2x2 stride-2 max pool: yl (O, TH*m/2, TW*m/2, lanes).
+  void (*output_pool2)(int m, const float* mm, int64_t ld_pos, int64_t ld_o, int64_t O, int64_t TH, int64_t TW,
+                       const float* bias, bool relu, float* yl);
   // dM = A dY A^T from gyl (O, TH*m, TW*m, lanes).
   void (*grad_output)(int m, const float* gyl, int64_t O, int64_t TH, int64_t TW, float* dm, int64_t ld_pos,
                       int64_t ld_o);
@@ -60,6 +63,10 @@ int64_t winograd_saved_elems(int m, const ConvShape& s);
 // winograd_saved_elems floats that receive V.
 void winograd_forward(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu, float* y,
                       float* v_keep, const WinogradKernels& k);
+// The same followed by a 2x2 stride-2 max pool (floor): yp (N, O, OH/2, OW/2), bitwise the pool of
+// winograd_forward's y. The full-size output never exists (pooled in the output transform).
+void winograd_forward_pool2(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu,
+                            float* yp, const WinogradKernels& k);
 // gx and gw may be null (not wanted). v_saved: the forward's v_keep, or null to recompute V.
 // The bias gradient is not computed here (conv_bias_grad).
 void winograd_backward(int m, const ConvShape& s, const float* x, const float* w, const float* gy, float* gx,

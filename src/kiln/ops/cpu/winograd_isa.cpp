@@ -97,11 +97,15 @@ void input_tf(const float* xl, int64_t C, int64_t TH, int64_t TW, float* v, int6
       }
 }
 
-template <int M>
+// Pool: the activated M x M tile is max-pooled 2x2 / stride 2 before it is stored, into yl
+// (O, TH*M/2, TW*M/2, lanes); tiles start at even rows and columns, so every window lies inside
+// one tile. The comparisons are those of the separate 2x2 pool (ops/pool.cpp): taps in row-major
+// order, a larger or NaN tap wins, so the result is bitwise the unfused one.
+template <int M, bool Pool>
 void output_tf(const float* mm, int64_t ld_pos, int64_t ld_o, int64_t O, int64_t TH, int64_t TW, const float* bias,
                bool relu, float* yl) {
-  constexpr int A = Wino<M>::A;
-  const int64_t Wo = TW * M;
+  constexpr int A = Wino<M>::A, S = Pool ? 2 : 1, MS = M / S;
+  const int64_t Wo = TW * MS;
   for (int64_t o = 0; o < O; ++o) {
     const v8 b = v8{} + (bias ? bias[o] : 0.0f);
     for (int64_t ty = 0; ty < TH; ++ty)
@@ -113,7 +117,8 @@ void output_tf(const float* mm, int64_t ld_pos, int64_t ld_o, int64_t O, int64_t
           for (int j = 0; j < A; ++j) in[j] = ld(src + (i * A + j) * ld_pos);
           apply<false>(Wino<M>::AT, in, t[i]);
         }
-        float* dst = yl + ((o * TH * M + ty * M) * Wo + tx * M) * L;
+        float* dst = yl + ((o * TH * MS + ty * MS) * Wo + tx * MS) * L;
+        v8 y[M][M];  // y[p][q]: output row p, column q of the tile
         for (int q = 0; q < M; ++q) {
           v8 col[A], out[M];
           for (int i = 0; i < A; ++i) col[i] = t[i][q];
@@ -121,9 +126,19 @@ void output_tf(const float* mm, int64_t ld_pos, int64_t ld_o, int64_t O, int64_t
           for (int p = 0; p < M; ++p) {
             v8 r = out[p] + b;
             if (relu) r = r > 0.0f ? r : v8{};
-            st(dst + (p * Wo + q) * L, r);
+            if constexpr (Pool)
+              y[p][q] = r;
+            else
+              st(dst + (p * Wo + q) * L, r);
           }
         }
+        if constexpr (Pool)
+          for (int p = 0; p < M; p += 2)
+            for (int q = 0; q < M; q += 2) {
+              v8 m = y[p][q];
+              for (const v8& v : {y[p][q + 1], y[p + 1][q], y[p + 1][q + 1]}) m = (v > m) | (v != v) ? v : m;
+              st(dst + ((p / 2) * Wo + q / 2) * L, m);
+            }
       }
   }
 }
@@ -186,8 +201,13 @@ void input(int m, const float* xl, int64_t C, int64_t TH, int64_t TW, float* v, 
 }
 void output(int m, const float* mm, int64_t ld_pos, int64_t ld_o, int64_t O, int64_t TH, int64_t TW, const float* bias,
             bool relu, float* yl) {
-  if (m == 2) return output_tf<2>(mm, ld_pos, ld_o, O, TH, TW, bias, relu, yl);
-  output_tf<4>(mm, ld_pos, ld_o, O, TH, TW, bias, relu, yl);
+  if (m == 2) return output_tf<2, false>(mm, ld_pos, ld_o, O, TH, TW, bias, relu, yl);
+  output_tf<4, false>(mm, ld_pos, ld_o, O, TH, TW, bias, relu, yl);
+}
+void output_pool2(int m, const float* mm, int64_t ld_pos, int64_t ld_o, int64_t O, int64_t TH, int64_t TW,
+                  const float* bias, bool relu, float* yl) {
+  if (m == 2) return output_tf<2, true>(mm, ld_pos, ld_o, O, TH, TW, bias, relu, yl);
+  output_tf<4, true>(mm, ld_pos, ld_o, O, TH, TW, bias, relu, yl);
 }
 void grad_output(int m, const float* gyl, int64_t O, int64_t TH, int64_t TW, float* dm, int64_t ld_pos, int64_t ld_o) {
   if (m == 2) return grad_output_tf<2>(gyl, O, TH, TW, dm, ld_pos, ld_o);
@@ -273,6 +293,7 @@ void from_lanes(const float* src, int64_t C, int64_t Hl, int64_t Wl, int64_t oh,
 }  // namespace
 
 extern const WinogradKernels kWinogradKernels;
-const WinogradKernels kWinogradKernels{KILN_ISA_NAME, to_lanes, from_lanes, input, output, grad_output, grad_input};
+const WinogradKernels kWinogradKernels{KILN_ISA_NAME, to_lanes, from_lanes, input, output, output_pool2, grad_output,
+                                         grad_input};
 
 }  // namespace kiln::ops::cpu::KILN_ISA_NS
