@@ -102,7 +102,7 @@ TEST(FusePatterns, ResidualAddFusesIntoLinearButNotUnderActivationOrBias) {
 }
 
 // conv2d + relu + max_pool2d becomes one conv2d node; bitwise equal to unfused. A 2x2 / stride-2
-// pool is taken inside the convolution's last pass (ops::conv2d_max_pool2); any other pool (3x3
+// pool is taken inside the convolution's last pass (Conv2dOptions::max_pool2); any other pool (3x3
 // stride 2 here, and a ceil-mode pool of an odd size) runs over chunks of the batch as they are
 // convolved (30 images of 32x26x26 outputs: 3 chunks of about 1 MiB).
 TEST(FusePatterns, MaxPoolFusesIntoConvolution) {

@@ -1,4 +1,4 @@
-// Convolution with a fused 2x2 stride-2 max pool (cpu::conv_forward_pool2_f32, ops::conv2d_max_pool2):
+// Convolution with a fused 2x2 stride-2 max pool (cpu::conv_forward_pool2_f32, Conv2dOptions::max_pool2):
 // for the direct and both Winograd algorithms, every kernel build this CPU runs, 1 and 2 threads,
 // with and without ReLU and bias, the pooled output must be bitwise the separate pool of the same
 // algorithm's convolution (NaN, infinities and signed zeros included), and close to plain double
@@ -75,7 +75,8 @@ std::vector<double> reference(const ConvShape& s, const std::vector<float>& x, c
                 if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) continue;
                 acc += double(x[((n * s.C + c) * s.H + ih) * s.W + iw]) * w[((o * s.C + c) * s.KH + kh) * s.KW + kw];
               }
-          y[static_cast<size_t>(((n * s.O + o) * OH + oh) * OW + ow)] = static_cast<float>(relu ? std::max(acc, 0.0) : acc);
+          const double v = relu ? std::max(acc, 0.0) : acc;
+          y[static_cast<size_t>(((n * s.O + o) * OH + oh) * OW + ow)] = static_cast<float>(v);
         }
   const std::vector<float> p = pool2(y, s.N * s.O, OH, OW);
   return {p.begin(), p.end()};
@@ -190,7 +191,9 @@ TEST(ConvPool2, OpMatchesConvThenPool) {
       Conv2dOptions o;
       o.padding = {c.pad, c.pad};
       o.relu = c.relu;
-      Tensor got = conv2d_max_pool2(x, w, b, o), want = max_pool2d(conv2d(x, w, b, o), {2, 2});
+      Tensor want = max_pool2d(conv2d(x, w, b, o), {2, 2});
+      o.max_pool2 = true;
+      Tensor got = conv2d(x, w, b, o);
       ASSERT_EQ(got.shape(), want.shape());
       EXPECT_EQ(to(got, DType::f64).to_vector<double>(), to(want, DType::f64).to_vector<double>())
           << shape_str(c.x) << " " << dtype_name(dt);
@@ -200,7 +203,9 @@ TEST(ConvPool2, OpMatchesConvThenPool) {
   x.set_requires_grad(true);
   Tensor w = Tensor::from_vector(values(2 * 9, 10), {2, 1, 3, 3});
   w.set_requires_grad(true);
-  Tensor y = conv2d_max_pool2(x, w);
+  Conv2dOptions pooled;
+  pooled.max_pool2 = true;
+  Tensor y = conv2d(x, w, Tensor(), pooled);
   EXPECT_EQ(y.shape(), (Shape{2, 2, 3, 3}));
   autograd::backward(sum(y));
   ASSERT_TRUE(w.grad().defined());

@@ -178,10 +178,13 @@ std::vector<Tensor> conv2d_kernel(const Node& node, const std::vector<Tensor>& i
   Tensor b = optional_input(in, 2);
   if (!node.has_attr("pool")) return {ops::conv2d(x, w, b, o)};
   // A max pool fused into the convolution (fuse_patterns). The common 2x2 / stride-2 one is pooled
-  // inside the convolution's last pass; any other runs over chunks of the batch whose convolution
-  // output stays small (about 1 MiB, cache-resident) and is pooled at once. Either way the
-  // full-size convolution output never exists.
-  if (is_plain_pool2(node, x, w, o)) return {ops::conv2d_max_pool2(x, w, b, o)};
+  // inside the convolution's last pass (Conv2dOptions::max_pool2); any other runs over chunks of
+  // the batch whose convolution output stays small (about 1 MiB, cache-resident) and is pooled at
+  // once. Either way the full-size convolution output never exists.
+  if (is_plain_pool2(node, x, w, o)) {
+    o.max_pool2 = true;
+    return {ops::conv2d(x, w, b, o)};
+  }
   const int64_t N = x.shape()[0];
   const int64_t per_image = std::max<int64_t>(1, w.shape()[0] * x.shape()[2] * x.shape()[3] * 4);
   const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 20) / per_image, 1, std::max<int64_t>(N, 1));

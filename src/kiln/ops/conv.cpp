@@ -84,13 +84,46 @@ TraceAttrs conv_trace_attrs(const Conv2dOptions& opt) {
                   {"dilations", std::vector<int64_t>{opt.dilation[0], opt.dilation[1]}},
                   {"group", opt.groups}};
   if (opt.relu) a.push_back({"activation", std::string("relu")});
+  if (opt.max_pool2) {  // the graph form of a fused max pool (graph/kernels_nn.cpp)
+    a.push_back({"pool", std::string("max")});
+    a.push_back({"pool_kernel_shape", std::vector<int64_t>{2, 2}});
+    a.push_back({"pool_strides", std::vector<int64_t>{2, 2}});
+    a.push_back({"pool_pads", std::vector<int64_t>{0, 0, 0, 0}});
+    a.push_back({"pool_ceil_mode", int64_t{0}});
+  }
   return a;
+}
+
+// conv2d with opt.max_pool2 (see nn_ops.h); opt.max_pool2 is cleared for the calls it makes.
+Tensor conv2d_pooled(const Tensor& x, const Tensor& w, const Tensor& b, Conv2dOptions opt) {
+  opt.max_pool2 = false;
+  if (any_requires_grad({x, w, b})) return max_pool2d(conv2d(x, w, b, opt), {2, 2});
+  const cpu::ConvShape s = plan_conv(x, w, b, opt);
+  ConvAlgo algo = ConvAlgo::im2col;
+  if (x.dtype() == DType::f32 && s.N > 0 && s.O > 0 && s.OH() >= 2 && s.OW() >= 2)
+    algo = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::forward);
+  if (!cpu::conv_algo_pools(algo)) {
+    // Chunks of images whose convolution output (about 1 MiB) stays cache-resident until pooled.
+    const int64_t per_image = std::max<int64_t>(1, s.O * s.OH() * s.OW() * 4);
+    const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 20) / per_image, 1, std::max<int64_t>(s.N, 1));
+    if (chunk >= s.N) return max_pool2d(conv2d(x, w, b, opt), {2, 2});
+    std::vector<Tensor> parts;
+    for (int64_t n0 = 0; n0 < s.N; n0 += chunk)
+      parts.push_back(max_pool2d(conv2d(slice(x, 0, n0, std::min(s.N, n0 + chunk)), w, b, opt), {2, 2}));
+    return cat(parts, 0);
+  }
+  Tensor xc = contiguous_raw(x), wc = contiguous_raw(w), bc = b.defined() ? contiguous_raw(b) : Tensor();
+  Tensor out = Tensor::empty({s.N, s.O, s.OH() / 2, s.OW() / 2}, x.dtype());
+  cpu::conv_forward_pool2_f32(algo, s, xc.data<float>(), wc.data<float>(), ptr<float>(bc), out.data<float>(), {},
+                              opt.relu);
+  return out;
 }
 
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt) {
   TracedOp trace_;
+  if (opt.max_pool2) return traced(trace_, "conv2d", {x, w, b}, conv2d_pooled(x, w, b, opt), conv_trace_attrs(opt));
   if (opt.relu && any_requires_grad({x, w, b})) {
     Conv2dOptions plain = opt;
     plain.relu = false;
@@ -170,36 +203,6 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
                return grads;
              }),
       conv_trace_attrs(opt));
-}
-
-Tensor conv2d_max_pool2(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt) {
-  if (any_requires_grad({x, w, b})) return max_pool2d(conv2d(x, w, b, opt), {2, 2});
-  const cpu::ConvShape s = plan_conv(x, w, b, opt);
-  ConvAlgo algo = ConvAlgo::im2col;
-  if (x.dtype() == DType::f32 && s.N > 0 && s.O > 0 && s.OH() >= 2 && s.OW() >= 2)
-    algo = cpu::conv_algo_resolve(ConvAlgo::automatic, s, ConvPass::forward);
-  if (!cpu::conv_algo_pools(algo)) {
-    // Chunks of images whose convolution output (about 1 MiB) stays cache-resident until pooled.
-    const int64_t per_image = std::max<int64_t>(1, s.O * s.OH() * s.OW() * 4);
-    const int64_t chunk = std::clamp<int64_t>((int64_t{1} << 20) / per_image, 1, std::max<int64_t>(s.N, 1));
-    if (chunk >= s.N) return max_pool2d(conv2d(x, w, b, opt), {2, 2});
-    std::vector<Tensor> parts;
-    for (int64_t n0 = 0; n0 < s.N; n0 += chunk)
-      parts.push_back(max_pool2d(conv2d(slice(x, 0, n0, std::min(s.N, n0 + chunk)), w, b, opt), {2, 2}));
-    return cat(parts, 0);
-  }
-  TracedOp trace_;
-  Tensor xc = contiguous_raw(x), wc = contiguous_raw(w), bc = b.defined() ? contiguous_raw(b) : Tensor();
-  Tensor out = Tensor::empty({s.N, s.O, s.OH() / 2, s.OW() / 2}, x.dtype());
-  cpu::conv_forward_pool2_f32(algo, s, xc.data<float>(), wc.data<float>(), ptr<float>(bc), out.data<float>(), {},
-                              opt.relu);
-  TraceAttrs attrs = conv_trace_attrs(opt);
-  attrs.push_back({"pool", std::string("max")});
-  attrs.push_back({"pool_kernel_shape", std::vector<int64_t>{2, 2}});
-  attrs.push_back({"pool_strides", std::vector<int64_t>{2, 2}});
-  attrs.push_back({"pool_pads", std::vector<int64_t>{0, 0, 0, 0}});
-  attrs.push_back({"pool_ceil_mode", int64_t{0}});
-  return traced(trace_, "conv2d", {x, w, b}, out, attrs);
 }
 
 }  // namespace kiln::ops

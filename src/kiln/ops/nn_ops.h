@@ -17,14 +17,14 @@ struct Conv2dOptions {
   // y = max(conv + b, 0), the ReLU fused into the kernel's last pass over y when no gradient is
   // needed (inference, compiled graphs); with autograd it is relu(conv2d(...)).
   bool relu = false;
+  // y = max_pool2d(y, {2, 2}) (stride 2, no padding, floor), bitwise. Without autograd
+  // (inference, compiled graphs) the direct and Winograd algorithms pool in their last pass, so
+  // the full-size convolution output never exists; im2col and f64 convolve chunks of the batch
+  // that stay in cache and pool each at once.
+  bool max_pool2 = false;
 };
 // x (N, C, H, W), w (O, C/groups, KH, KW), b (O) or undefined -> (N, O, OH, OW)
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv2dOptions& opt = {});
-// max_pool2d(conv2d(x, w, b, opt), {2, 2}) (stride 2, no padding, floor), bitwise. Without autograd
-// (inference, compiled graphs) the direct and Winograd algorithms pool in their last pass and the
-// full-size convolution output never exists; im2col and f64 convolve chunks of the batch that stay
-// in cache and pool each at once.
-Tensor conv2d_max_pool2(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv2dOptions& opt = {});
 
 // kernel/stride/padding per spatial dim; stride defaults to the kernel size when {0, 0}.
 Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride = {0, 0},
