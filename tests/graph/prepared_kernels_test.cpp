@@ -55,6 +55,39 @@ TEST(PreparedKernels, PackedWeightsGiveThePlainExecutorsBits) {
   set_num_threads(2);
 }
 
+// A 3x3 conv2d with a constant weight: the Winograd transform is prepared once (with each
+// position's packed GEMM operand for the channel-lane layout of small batches); with and without
+// ReLU and a fused 2x2 max pool, batch 1 (channel lanes), 3 and 9 (image lanes), 1 and 2 threads,
+// the prepared kernel gives the plain executor's bits. A 5x5 conv is not prepared and still runs.
+TEST(PreparedKernels, WinogradWeightsPreparedOnceGiveThePlainExecutorsBits) {
+  for (int variant = 0; variant < 4; ++variant) {
+    Graph g;
+    Generator gen(5);
+    Value* x = g.add_input("x", DType::f32, {Dim::named("N"), Dim::fixed(16), Dim::fixed(13), Dim::fixed(12)});
+    std::map<std::string, Attr, std::less<>> attrs{{"pads", std::vector<int64_t>{1, 1, 1, 1}}};
+    if (variant & 1) attrs["activation"] = std::string("relu");
+    if (variant & 2) {
+      attrs["pool"] = std::string("max");
+      attrs["pool_kernel_shape"] = std::vector<int64_t>{2, 2};
+      attrs["pool_strides"] = std::vector<int64_t>{2, 2};
+    }
+    Value* w = g.add_constant("w", randn({24, 16, 3, 3}, gen));
+    Value* c = g.add_op("conv2d", {x, w, g.add_constant("b", randn({24}, gen))}, attrs, DType::f32);
+    g.mark_output(g.add_op("conv2d", {c, g.add_constant("w5", randn({8, 24, 5, 5}, gen))}, {}, DType::f32));
+    g.mark_output(c);
+    Executor plain(g), prepared(g, /*prepare_constants=*/true);
+    for (int threads : {1, 2})
+      for (int64_t n : {1, 3, 9}) {
+        set_num_threads(threads);
+        std::vector<Tensor> in{randn({n, 16, 13, 12}, gen)};
+        const std::string what = "variant " + std::to_string(variant) + " threads " + std::to_string(threads) +
+                                 " batch " + std::to_string(n);
+        expect_bitwise(prepared.run(in), plain.run(in), what);
+      }
+  }
+  set_num_threads(2);
+}
+
 TEST(PreparedKernels, OnlyConstantF32WeightsArePrepared) {
   Graph g;
   build(g);

@@ -166,6 +166,52 @@ TEST(ConvPool2, NanInfinityAndSignedZeroPoolAsTheSeparatePool) {
     }
 }
 
+// Batches below kWinoLanes / 2 with channel counts divisible by 8 run Winograd with channels in
+// the vector lanes. The transforms and the GEMM sum in the same order as the image-lane layout,
+// so each image's output is bitwise what a batch of 4 (image lanes) gives for it; prepared
+// weights (winograd_weights, packed once) change nothing either.
+TEST(ConvPool2, WinogradChannelLanesMatchImageLanesAndTheReference) {
+  ThreadsGuard guard;
+  for (const ConvShape& one : {shape(1, 32, 13, 13, 64, 3), shape(1, 8, 11, 9, 16, 3, 1), shape(1, 16, 6, 7, 8, 3, 1)})
+    for (int m : {2, 4})
+      for (bool pool : {false, true})
+        for (int threads : {1, 2}) {
+          set_num_threads(threads);
+          ConvShape four = one;
+          four.N = 4;
+          ASSERT_TRUE(cpu::winograd_channel_lanes(one));
+          ASSERT_FALSE(cpu::winograd_channel_lanes(four));
+          const int64_t chw = one.C * one.H * one.W, f = pool ? 2 : 1;
+          const int64_t per = one.O * (one.OH() / f) * (one.OW() / f);
+          std::vector<float> x = values(4 * chw, 11), w = values(one.O * one.C * 9, 12), b = values(one.O, 13);
+          const auto& k = *cpu::winograd_kernels();
+          auto run = [&](const ConvShape& s, const cpu::WinogradWeights* pre) {
+            std::vector<float> y(static_cast<size_t>(s.N * per), NAN);
+            if (pool)
+              cpu::winograd_forward_pool2(m, s, x.data(), w.data(), b.data(), true, y.data(), k, pre);
+            else
+              cpu::winograd_forward(m, s, x.data(), w.data(), b.data(), true, y.data(), nullptr, k, pre);
+            return y;
+          };
+          const std::string what = describe(one, m == 2 ? ConvAlgo::winograd2 : ConvAlgo::winograd4, "default",
+                                            true, threads) + (pool ? " pooled" : "");
+          const std::vector<float> batch4 = run(four, nullptr), single = run(one, nullptr);
+          expect_bitwise(single, std::vector<float>(batch4.begin(), batch4.begin() + per), what);
+          const auto pre = cpu::winograd_weights(m, one, w.data());
+          expect_bitwise(run(one, pre.get()), single, what + " prepared");
+          expect_bitwise(run(four, pre.get()), batch4, what + " prepared, image lanes");
+          std::vector<double> want = reference(one, x, w, b, true);
+          if (!pool) {  // the reference pools; compare the unpooled output through the same pool
+            const std::vector<float> pooled = pool2(single, one.O, one.OH(), one.OW());
+            for (size_t i = 0; i < pooled.size(); ++i)
+              ASSERT_NEAR(pooled[i], want[i], 3e-5 * (one.C * 9 + 1)) << what << " element " << i;
+          } else {
+            for (size_t i = 0; i < single.size(); ++i)
+              ASSERT_NEAR(single[i], want[i], 3e-5 * (one.C * 9 + 1)) << what << " element " << i;
+          }
+        }
+}
+
 TEST(ConvPool2, Im2colIsRefusedByTheFusedEntryPoint) {
   const ConvShape s = shape(1, 1, 6, 6, 1, 3);
   std::vector<float> x(36, 1.0f), w(9, 1.0f), y(4);

@@ -27,7 +27,9 @@
 #include "kiln/graph/numpy_random.h"
 #include "kiln/ops/elementwise.h"
 #include "kiln/ops/linalg.h"
+#include "kiln/ops/cpu/conv_algo.h"
 #include "kiln/ops/cpu/gemm.h"
+#include "kiln/ops/cpu/winograd.h"
 #include "kiln/ops/nn_ops.h"
 #include "kiln/ops/reduce.h"
 #include "kiln/ops/shape_ops.h"
@@ -193,6 +195,74 @@ std::vector<Tensor> conv2d_kernel(const Node& node, const std::vector<Tensor>& i
   for (int64_t n0 = 0; n0 < N; n0 += chunk)
     parts.push_back(pool<true>(node, ops::conv2d(ops::slice(x, 0, n0, std::min(N, n0 + chunk)), w, b, o), "pool_"));
   return {ops::cat(parts, 0)};
+}
+
+// A conv2d whose constant 3x3 stride-1 f32 weight the Winograd algorithm would take: its
+// transform G w G^T (and, for the channel-lane layout of small batches, each position's packed
+// GEMM operand) computed once, for the F(m, 3) the heuristic picks for the node's input size.
+// At run time, when the choice is that Winograd, the kernel runs it on the prepared weights
+// (bitwise the plain kernel: same transform, same GEMM order); anything else takes the plain path.
+struct PreparedConv {
+  Tensor weight;  // (O, C, 3, 3) contiguous
+  std::shared_ptr<const ops::cpu::WinogradWeights> wino;
+};
+
+PreparedState prepare_conv2d(const Node& node) {
+  const Value* x = node.input(0);
+  const Value* w = node.input(1);
+  if (!x || !w || !w->is_constant() || w->constant.dtype() != DType::f32 || w->constant.dim() != 4) return nullptr;
+  const Shape& ws = w->constant.shape();
+  if (ws[2] != 3 || ws[3] != 3 || ws[0] == 0 || ws[1] == 0 || node.attr_int("group", 1) != 1) return nullptr;
+  if (pair_attr(node, "strides", 1) != std::array<int64_t, 2>{1, 1} ||
+      pair_attr(node, "dilations", 1) != std::array<int64_t, 2>{1, 1})
+    return nullptr;
+  const std::vector<int64_t> pads = node.attr_ints("pads", {0, 0, 0, 0});
+  if (!x->shape || x->shape->size() != 4 || !(*x->shape)[2].is_fixed() || !(*x->shape)[3].is_fixed() ||
+      pads.size() != 4 || pads[0] != pads[2] || pads[1] != pads[3])
+    return nullptr;
+  ops::cpu::ConvShape s;
+  s.C = ws[1], s.O = ws[0], s.KH = s.KW = 3, s.ph = pads[0], s.pw = pads[1];
+  s.H = (*x->shape)[2].size, s.W = (*x->shape)[3].size;
+  if (s.OH() < 1 || s.OW() < 1) return nullptr;
+  auto st = std::make_shared<PreparedConv>();
+  st->weight = contiguous_raw(w->constant);
+  st->wino = ops::cpu::winograd_weights(std::min(s.OH(), s.OW()) >= 6 ? 4 : 2, s, st->weight.data<float>());
+  return st;
+}
+
+std::vector<Tensor> run_prepared_conv2d(const Node& node, const std::vector<Tensor>& in, const void* state) {
+  const auto& st = *static_cast<const PreparedConv*>(state);
+  const Tensor& x = required_input(node, in, 0, "x");
+  const Tensor b = optional_input(in, 2);
+  const std::string act = node.attr_string("activation", "none");
+  const std::vector<int64_t> pads = node.attr_ints("pads", {0, 0, 0, 0});
+  const int64_t O = st.wino->O;
+  if (x.dtype() != DType::f32 || x.dim() != 4 || x.shape()[1] != st.wino->C || pads.size() != 4 ||
+      (act != "none" && act != "relu") || (b.defined() && (b.dtype() != DType::f32 || b.shape() != Shape{O})))
+    return conv2d_kernel(node, in);
+  ops::cpu::ConvShape s;
+  s.N = x.shape()[0], s.C = x.shape()[1], s.H = x.shape()[2], s.W = x.shape()[3], s.O = O, s.KH = s.KW = 3;
+  s.ph = pads[0], s.pw = pads[1], s.bias = b.defined();
+  ops::Conv2dOptions o;
+  o.padding = {s.ph, s.pw};
+  const bool pool = node.has_attr("pool");
+  if (s.N == 0 || s.OH() < 2 || s.OW() < 2 || (pool && !is_plain_pool2(node, x, st.weight, o)))
+    return conv2d_kernel(node, in);
+  const ops::cpu::ConvAlgo want = st.wino->m == 4 ? ops::cpu::ConvAlgo::winograd4 : ops::cpu::ConvAlgo::winograd2;
+  if (ops::cpu::conv_algo_resolve(ops::cpu::ConvAlgo::automatic, s, ops::cpu::ConvPass::forward) != want)
+    return conv2d_kernel(node, in);
+  const Tensor xc = contiguous_raw(x), bc = b.defined() ? contiguous_raw(b) : Tensor();
+  const int64_t f = pool ? 2 : 1;
+  Tensor out = Tensor::empty({s.N, O, s.OH() / f, s.OW() / f}, DType::f32);
+  const float* bp = bc.defined() ? bc.data<float>() : nullptr;
+  const auto& k = *ops::cpu::winograd_kernels();
+  if (pool)
+    ops::cpu::winograd_forward_pool2(st.wino->m, s, xc.data<float>(), st.weight.data<float>(), bp, act == "relu",
+                                     out.data<float>(), k, st.wino.get());
+  else
+    ops::cpu::winograd_forward(st.wino->m, s, xc.data<float>(), st.weight.data<float>(), bp, act == "relu",
+                               out.data<float>(), nullptr, k, st.wino.get());
+  return {out};
 }
 
 // Extra end padding that makes a pooled size round up (ceil_mode), per spatial dim.
@@ -375,6 +445,7 @@ void register_nn_kernels(KernelTable& t) {
   t.add_prepared("linear", {prepare_linear, run_prepacked_linear});
   t.add_prepared("linear_act", {prepare_linear, run_prepacked_linear});
   t.add("conv2d", conv2d_kernel);
+  t.add_prepared("conv2d", {prepare_conv2d, run_prepared_conv2d});
   t.add("max_pool2d", pool_kernel<true>);
   t.add("avg_pool2d", pool_kernel<false>);
   t.add("adaptive_avg_pool2d", adaptive_avg_pool_kernel);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kiln/core/error.h"
 #include "kiln/core/thread_pool.h"
 #include "kiln/ops/cpu/float_kernels.h"
 #include "kiln/ops/cpu/gemm.h"
@@ -134,11 +135,66 @@ int64_t winograd_saved_elems(int m, const ConvShape& s) {
 
 namespace {
 
-// pool: the output transform max-pools 2x2 / stride 2 and y is (N, O, OH/2, OW/2).
+// Small batches, channels in the lanes: per image, the padded image channels-last xt (Hl, Wl, C),
+// V (A2, T, C) and M (A2, T, O) for its T = TH*TW tiles, and the GEMMs
+// M[pos] (T, O) = V[pos] (T, C) @ U[pos]^T (C, O). Only real tiles are computed (image lanes would
+// compute 8 lanes for each image).
+void forward_channel_lanes(const Plan& p, const ConvShape& s, const float* x, const float* u,
+                           const WinogradWeights* pre, const float* b, bool relu, bool pool, float* y,
+                           const WinogradKernels& k) {
+  const int64_t T = p.TH * p.TW, f = pool ? 2 : 1, YH = s.OH() / f, YW = s.OW() / f;
+  const int64_t ldv = pstride(T, s.C), ldm = pstride(T, s.O);
+  float* xt = scratch(0, p.Hl * p.Wl * s.C);
+  float* v = scratch(2, p.A2 * ldv);
+  float* mm = scratch(3, p.A2 * ldm);
+  // Tiles per parallel task: about 4 tiles' transforms of 32 channels is already a few us.
+  const int64_t grain = std::max<int64_t>(1, 128 / std::max<int64_t>(s.C, s.O));
+  for (int64_t n = 0; n < s.N; ++n) {
+    const float* img = x + n * s.C * s.H * s.W;
+    parallel_for(0, p.Hl, 4, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        float* row = xt + i * p.Wl * s.C;
+        const int64_t si = i - s.ph;
+        if (si < 0 || si >= s.H) {
+          std::fill_n(row, p.Wl * s.C, 0.0f);
+          continue;
+        }
+        for (int64_t j = 0; j < p.Wl; ++j) {
+          const int64_t sj = j - s.pw;
+          float* dst = row + j * s.C;
+          if (sj < 0 || sj >= s.W)
+            std::fill_n(dst, s.C, 0.0f);
+          else
+            for (int64_t c = 0; c < s.C; ++c) dst[c] = img[(c * s.H + si) * s.W + sj];
+        }
+      }
+    });
+    parallel_for(0, T, grain, [&](int64_t t0, int64_t t1) { k.input_cl(p.m, xt, p.Wl, s.C, p.TW, t0, t1, v, ldv); });
+    if (pre)  // the positions' products over threads, each on its packed U^T (bitwise as sgemm)
+      parallel_for(0, p.A2, 1, [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q)
+          sgemm_prepacked(T, {v + q * ldv, 0, s.C, 1}, pre->packed[static_cast<size_t>(q)], {mm + q * ldm, 0, s.O});
+      });
+    else
+      sgemm(p.A2, T, s.O, s.C, {v, ldv, s.C, 1}, {u, s.O * s.C, 1, s.C}, {mm, ldm, s.O});
+    float* yn = y + n * s.O * YH * YW;
+    parallel_for(0, T, grain, [&](int64_t t0, int64_t t1) {
+      k.output_cl(p.m, pool, mm, ldm, s.O, p.TW, t0, t1, b, relu, yn, YH, YW);
+    });
+  }
+}
+
+// pool: the output transform max-pools 2x2 / stride 2 and y is (N, O, OH/2, OW/2). pre: the
+// transformed weights, or null to compute them.
 void forward_impl(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu, bool pool,
-                  float* y, float* v_keep, const WinogradKernels& k) {
+                  float* y, float* v_keep, const WinogradKernels& k, const WinogradWeights* pre) {
   const Plan p(m, s);
-  const std::vector<float> u = weight_transform(p, s, w);
+  KILN_CHECK(!pre || (pre->m == m && pre->O == s.O && pre->C == s.C), "winograd: prepared weights for F(", pre->m,
+             ", 3) ", pre->O, "x", pre->C, " used for F(", m, ", 3) ", s.O, "x", s.C);
+  std::vector<float> u_own;
+  if (!pre) u_own = weight_transform(p, s, w);
+  const float* u = pre ? pre->u.data() : u_own.data();
+  if (!v_keep && winograd_channel_lanes(s)) return forward_channel_lanes(p, s, x, u, pre, b, relu, pool, y, k);
   const int64_t f = pool ? 2 : 1, Ho = p.TH * m / f, Wo = p.TW * m / f, YH = s.OH() / f, YW = s.OW() / f;
   const int64_t OP = s.O * YH * YW;
   parallel_for(0, p.chunks(), 1, [&](int64_t lo, int64_t hi) {
@@ -152,8 +208,7 @@ void forward_impl(int m, const ConvShape& s, const float* x, const float* w, con
       const int64_t ldv = v_keep ? p.T : tc;
       transform_input(p, s, x, bl0, nbl, v, ldv, k);
       // M[pos] (O, tc) = U[pos] (O, C) @ V[pos] (C, tc)
-      sgemm(p.A2, s.O, tc, s.C, {u.data(), s.O * s.C, s.C, 1}, {v, pstride(s.C, ldv), ldv, 1},
-            {mm, pstride(s.O, tc), tc});
+      sgemm(p.A2, s.O, tc, s.C, {u, s.O * s.C, s.C, 1}, {v, pstride(s.C, ldv), ldv, 1}, {mm, pstride(s.O, tc), tc});
       for (int64_t j = 0; j < nbl; ++j) {
         const int64_t bl = bl0 + j;
         (pool ? k.output_pool2 : k.output)(m, mm + j * p.tpb, pstride(s.O, tc), tc, s.O, p.TH, p.TW, b, relu, yl);
@@ -165,14 +220,28 @@ void forward_impl(int m, const ConvShape& s, const float* x, const float* w, con
 
 }  // namespace
 
+bool winograd_channel_lanes(const ConvShape& s) {
+  return s.N < kWinoLanes / 2 && s.C % kWinoLanes == 0 && s.O % kWinoLanes == 0;
+}
+
+std::shared_ptr<const WinogradWeights> winograd_weights(int m, const ConvShape& s, const float* w) {
+  auto ww = std::make_shared<WinogradWeights>();
+  ww->m = m, ww->O = s.O, ww->C = s.C;
+  ww->u = weight_transform(Plan(m, s), s, w);
+  const int64_t A2 = (m + 2) * (m + 2);
+  for (int64_t q = 0; q < A2; ++q)  // B (C x O) = U[q]^T
+    ww->packed.push_back(pack_b_once(s.C, s.O, {ww->u.data() + q * s.O * s.C, 0, 1, s.C}));
+  return ww;
+}
+
 void winograd_forward(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu, float* y,
-                      float* v_keep, const WinogradKernels& k) {
-  forward_impl(m, s, x, w, b, relu, false, y, v_keep, k);
+                      float* v_keep, const WinogradKernels& k, const WinogradWeights* u) {
+  forward_impl(m, s, x, w, b, relu, false, y, v_keep, k, u);
 }
 
 void winograd_forward_pool2(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu,
-                            float* yp, const WinogradKernels& k) {
-  forward_impl(m, s, x, w, b, relu, true, yp, nullptr, k);
+                            float* yp, const WinogradKernels& k, const WinogradWeights* u) {
+  forward_impl(m, s, x, w, b, relu, true, yp, nullptr, k, u);
 }
 
 void winograd_backward(int m, const ConvShape& s, const float* x, const float* w, const float* gy, float* gx,

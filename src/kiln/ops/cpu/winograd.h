@@ -16,9 +16,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string_view>
+#include <vector>
 
 #include "kiln/ops/cpu/conv_kernels.h"
+#include "kiln/ops/cpu/gemm.h"
 
 namespace kiln::ops::cpu {
 
@@ -51,22 +54,47 @@ struct WinogradKernels {
   // (overwritten).
   void (*grad_input)(int m, const float* dv, int64_t ld_pos, int64_t ld_c, int64_t C, int64_t TH, int64_t TW,
                      float* gxl);
+  // Channel lanes, for batches too small to fill image lanes (8 channels per vector; C and O
+  // multiples of 8). V = B^T X B for tiles [t0, t1) of one padded channels-last image xt
+  // (Hl, Wl, C): v[pos*ld_pos + t*C + c], t = ty*TW + tx.
+  void (*input_cl)(int m, const float* xt, int64_t Wl, int64_t C, int64_t TW, int64_t t0, int64_t t1, float* v,
+                   int64_t ld_pos);
+  // act(A^T M A + bias) from mm[pos*ld_pos + t*O + o], 2x2 max-pooled when pool, into one image's
+  // planes y (O, YH, YW), cropped.
+  void (*output_cl)(int m, bool pool, const float* mm, int64_t ld_pos, int64_t O, int64_t TW, int64_t t0, int64_t t1,
+                    const float* bias, bool relu, float* y, int64_t YH, int64_t YW);
 };
 
 // The build for `isa` (empty: the one float_kernels() uses), or null when this CPU cannot run it.
 const WinogradKernels* winograd_kernels(std::string_view isa = {});
 
+// The forward's transformed weights U = G w G^T for every (o, c), computed once for a constant
+// weight (compiled graphs): u (m+2)^2 x O x C, and each position's U^T packed for the GEMM of the
+// channel-lane layout, which then packs nothing per call.
+struct WinogradWeights {
+  int m = 4;
+  int64_t O = 0, C = 0;
+  std::vector<float> u;
+  std::vector<PackedB> packed;  // per position: U[pos]^T (C x O); its source is u
+};
+std::shared_ptr<const WinogradWeights> winograd_weights(int m, const ConvShape& s, const float* w);
+
 // Elements of the transformed input V the forward can keep for the weight gradient.
 int64_t winograd_saved_elems(int m, const ConvShape& s);
 
 // s.unit_3x3() must hold. y = act(conv(x, w) + b); b may be null. v_keep: null, or
-// winograd_saved_elems floats that receive V.
+// winograd_saved_elems floats that receive V. Batches smaller than kWinoLanes / 2 with C and O
+// multiples of 8 put channels in the lanes instead (not when V is kept). u, when not null, is
+// winograd_weights(m, s, w), computed once by the caller (compiled graphs, whose weights are
+// constants); its m, O and C must be those of the call.
 void winograd_forward(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu, float* y,
-                      float* v_keep, const WinogradKernels& k);
+                      float* v_keep, const WinogradKernels& k, const WinogradWeights* u = nullptr);
 // The same followed by a 2x2 stride-2 max pool (floor): yp (N, O, OH/2, OW/2), bitwise the pool of
 // winograd_forward's y. The full-size output never exists (pooled in the output transform).
 void winograd_forward_pool2(int m, const ConvShape& s, const float* x, const float* w, const float* b, bool relu,
-                            float* yp, const WinogradKernels& k);
+                            float* yp, const WinogradKernels& k, const WinogradWeights* u = nullptr);
+// Whether the forward of s runs with channel lanes (see winograd_forward).
+bool winograd_channel_lanes(const ConvShape& s);
 // gx and gw may be null (not wanted). v_saved: the forward's v_keep, or null to recompute V.
 // The bias gradient is not computed here (conv_bias_grad).
 void winograd_backward(int m, const ConvShape& s, const float* x, const float* w, const float* gy, float* gx,

@@ -195,6 +195,95 @@ void grad_input_tf(const float* dv, int64_t ld_pos, int64_t ld_c, int64_t C, int
       }
 }
 
+// ---------------------------------------------------------------- channel lanes (small batches)
+
+// The same transforms with 8 channels per vector instead of 8 images, for batches too small to
+// fill image lanes. xt (Hl, Wl, C) is one padded image, channels innermost; tiles t in [t0, t1),
+// t = ty*TW + tx. The arithmetic per value is that of input_tf / output_tf (same order), so a
+// small batch gets the values the image-lane layout would give.
+template <int M>
+void input_cl_tf(const float* xt, int64_t Wl, int64_t C, int64_t TW, int64_t t0, int64_t t1, float* v,
+                 int64_t ld_pos) {
+  constexpr int A = Wino<M>::A;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t ty = t / TW, tx = t % TW;
+    for (int64_t c0 = 0; c0 < C; c0 += L) {
+      const float* base = xt + (ty * M * Wl + tx * M) * C + c0;
+      v8 tt[A][A];  // tt[r][j]: row r after the horizontal transform
+      for (int r = 0; r < A; ++r) {
+        v8 in[A];
+        for (int k = 0; k < A; ++k) in[k] = ld(base + (r * Wl + k) * C);
+        apply<false>(Wino<M>::BT, in, tt[r]);
+      }
+      float* dst = v + t * C + c0;
+      for (int j = 0; j < A; ++j) {
+        v8 col[A], out[A];
+        for (int r = 0; r < A; ++r) col[r] = tt[r][j];
+        apply<false>(Wino<M>::BT, col, out);
+        for (int i = 0; i < A; ++i) st(dst + (i * A + j) * ld_pos, out[i]);
+      }
+    }
+  }
+}
+
+// mm[pos*ld_pos + t*O + o] -> act(A^T M A + bias) (pooled 2x2 when Pool) into one image's planes
+// y (O, YH, YW), rows and columns past YH, YW dropped.
+template <int M, bool Pool>
+void output_cl_tf(const float* mm, int64_t ld_pos, int64_t O, int64_t TW, int64_t t0, int64_t t1, const float* bias,
+                  bool relu, float* y, int64_t YH, int64_t YW) {
+  constexpr int A = Wino<M>::A, MS = Pool ? M / 2 : M;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t ty = t / TW, tx = t % TW;
+    for (int64_t o0 = 0; o0 < O; o0 += L) {
+      const v8 b = bias ? ld(bias + o0) : v8{};
+      const float* src = mm + t * O + o0;
+      v8 tt[A][M];
+      for (int i = 0; i < A; ++i) {
+        v8 in[A];
+        for (int j = 0; j < A; ++j) in[j] = ld(src + (i * A + j) * ld_pos);
+        apply<false>(Wino<M>::AT, in, tt[i]);
+      }
+      v8 yv[M][M];
+      for (int q = 0; q < M; ++q) {
+        v8 col[A], out[M];
+        for (int i = 0; i < A; ++i) col[i] = tt[i][q];
+        apply<false>(Wino<M>::AT, col, out);
+        for (int p = 0; p < M; ++p) {
+          v8 r = out[p] + b;
+          if (relu) r = r > 0.0f ? r : v8{};
+          yv[p][q] = r;
+        }
+      }
+      for (int p = 0; p < MS; ++p)
+        for (int q = 0; q < MS; ++q) {
+          const int64_t row = ty * MS + p, col = tx * MS + q;
+          if (row >= YH || col >= YW) continue;
+          v8 m = yv[p][q];
+          if constexpr (Pool) {
+            m = yv[2 * p][2 * q];
+            for (const v8& v : {yv[2 * p][2 * q + 1], yv[2 * p + 1][2 * q], yv[2 * p + 1][2 * q + 1]})
+              m = (v > m) | (v != v) ? v : m;
+          }
+          float* dst = y + (o0 * YH + row) * YW + col;
+          for (int l = 0; l < L; ++l) dst[l * YH * YW] = m[l];
+        }
+    }
+  }
+}
+
+void input_cl(int m, const float* xt, int64_t Wl, int64_t C, int64_t TW, int64_t t0, int64_t t1, float* v,
+              int64_t ld_pos) {
+  if (m == 2) return input_cl_tf<2>(xt, Wl, C, TW, t0, t1, v, ld_pos);
+  input_cl_tf<4>(xt, Wl, C, TW, t0, t1, v, ld_pos);
+}
+void output_cl(int m, bool pool, const float* mm, int64_t ld_pos, int64_t O, int64_t TW, int64_t t0, int64_t t1,
+               const float* bias, bool relu, float* y, int64_t YH, int64_t YW) {
+  if (m == 2 && pool) return output_cl_tf<2, true>(mm, ld_pos, O, TW, t0, t1, bias, relu, y, YH, YW);
+  if (m == 2) return output_cl_tf<2, false>(mm, ld_pos, O, TW, t0, t1, bias, relu, y, YH, YW);
+  if (pool) return output_cl_tf<4, true>(mm, ld_pos, O, TW, t0, t1, bias, relu, y, YH, YW);
+  output_cl_tf<4, false>(mm, ld_pos, O, TW, t0, t1, bias, relu, y, YH, YW);
+}
+
 void input(int m, const float* xl, int64_t C, int64_t TH, int64_t TW, float* v, int64_t ld_pos, int64_t ld_c) {
   if (m == 2) return input_tf<2>(xl, C, TH, TW, v, ld_pos, ld_c);
   input_tf<4>(xl, C, TH, TW, v, ld_pos, ld_c);
@@ -293,7 +382,7 @@ void from_lanes(const float* src, int64_t C, int64_t Hl, int64_t Wl, int64_t oh,
 }  // namespace
 
 extern const WinogradKernels kWinogradKernels;
-const WinogradKernels kWinogradKernels{KILN_ISA_NAME, to_lanes, from_lanes, input, output, output_pool2, grad_output,
-                                         grad_input};
+const WinogradKernels kWinogradKernels{KILN_ISA_NAME, to_lanes,    from_lanes, input,    output, output_pool2,
+                                         grad_output,    grad_input, input_cl, output_cl};
 
 }  // namespace kiln::ops::cpu::KILN_ISA_NS
