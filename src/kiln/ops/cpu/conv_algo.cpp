@@ -88,6 +88,11 @@ void run_backward_weights(ConvAlgo a, const ConvShape& s, const float* x, const 
 
 }  // namespace
 
+std::optional<ConvAlgo> conv_algo_forced() {
+  const std::optional<ConvAlgo> f = forced_algo();
+  return f && *f != ConvAlgo::automatic ? f : std::nullopt;
+}
+
 std::span<const ConvAlgo> all_conv_algos() { return kAlgos; }
 
 std::string_view conv_algo_name(ConvAlgo a) {
@@ -135,10 +140,8 @@ ConvAlgo conv_algo_heuristic(const ConvShape& s, ConvPass pass) {
   // (Its input gradient would be a direct conv with O input channels: not its strength.)
   if (pass != ConvPass::backward_data && taps <= 27 && conv_algo_applicable(ConvAlgo::direct, s))
     return ConvAlgo::direct;
-  // Winograd pays off once the channel GEMMs have some depth and the batch fills the lanes -- or,
-  // for a forward, channels fill them (winograd_channel_lanes: batch-1 inference).
-  const bool lanes = s.N >= kWinoLanes / 2 || (pass == ConvPass::forward && winograd_channel_lanes(s));
-  if (s.unit_3x3() && s.C >= 8 && s.O >= 8 && lanes)
+  // Winograd pays off once the channel GEMMs have some depth and the batch fills the lanes.
+  if (s.unit_3x3() && s.C >= 8 && s.O >= 8 && s.N >= kWinoLanes / 2)
     return std::min(s.OH(), s.OW()) >= 6 ? ConvAlgo::winograd4 : ConvAlgo::winograd2;
   return ConvAlgo::im2col;
 }

@@ -33,6 +33,8 @@ std::string_view conv_pass_name(ConvPass p);
 std::optional<ConvAlgo> parse_conv_algo(std::string_view name);
 bool conv_algo_applicable(ConvAlgo a, const ConvShape& s);
 
+// The algorithm KILN_CONV_ALGO forces, if any (it still applies only where applicable).
+std::optional<ConvAlgo> conv_algo_forced();
 // The default without measurements.
 ConvAlgo conv_algo_heuristic(const ConvShape& s, ConvPass pass);
 // "conv:fwd:n128c32h13w13o64k3x3s1x1p0x0d1x1g1b1": the tuning cache key.
