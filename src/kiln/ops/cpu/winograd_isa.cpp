@@ -73,72 +73,93 @@ inline void apply(const float (&Mt)[R][K], const v8* in, v8* out) {
 
 // ---------------------------------------------------------------- transforms
 
+// One tile, whatever the lanes hold (images or channels). V = B^T X B with X(r, k) at
+// x + r*rs + k*cs; V(i, j) stored at v + (i*A + j)*ld_pos.
+template <int M>
+[[gnu::always_inline]] inline void input_tile(const float* x, int64_t rs, int64_t cs, float* v, int64_t ld_pos) {
+  constexpr int A = Wino<M>::A;
+  v8 t[A][A];  // t[r][j]: row r after the horizontal transform
+  for (int r = 0; r < A; ++r) {
+    v8 in[A];
+    for (int k = 0; k < A; ++k) in[k] = ld(x + r * rs + k * cs);
+    apply<false>(Wino<M>::BT, in, t[r]);
+  }
+  for (int j = 0; j < A; ++j) {
+    v8 col[A], out[A];
+    for (int r = 0; r < A; ++r) col[r] = t[r][j];
+    apply<false>(Wino<M>::BT, col, out);
+    for (int i = 0; i < A; ++i) st(v + (i * A + j) * ld_pos, out[i]);
+  }
+}
+
+// y[p][q] = act(A^T M A + b) of one tile, M(i, j) at m + (i*A + j)*ld_pos.
+template <int M>
+[[gnu::always_inline]] inline void output_tile(const float* m, int64_t ld_pos, v8 b, bool relu, v8 (&y)[M][M]) {
+  constexpr int A = Wino<M>::A;
+  v8 t[A][M];  // t[i][q]: row i after the horizontal transform
+  for (int i = 0; i < A; ++i) {
+    v8 in[A];
+    for (int j = 0; j < A; ++j) in[j] = ld(m + (i * A + j) * ld_pos);
+    apply<false>(Wino<M>::AT, in, t[i]);
+  }
+  for (int q = 0; q < M; ++q) {
+    v8 col[A], out[M];
+    for (int i = 0; i < A; ++i) col[i] = t[i][q];
+    apply<false>(Wino<M>::AT, col, out);
+    for (int p = 0; p < M; ++p) {
+      v8 r = out[p] + b;
+      if (relu) r = r > 0.0f ? r : v8{};
+      y[p][q] = r;
+    }
+  }
+}
+
+// Value (p, q) of a tile's output, or of its 2x2 max pool when Pool: tiles start at even rows and
+// columns, so every window lies inside one tile. The comparisons are those of the separate 2x2
+// pool (ops/pool.cpp): taps in row-major order, a larger or NaN tap wins, so the result is
+// bitwise the unfused one.
+template <int M, bool Pool>
+[[gnu::always_inline]] inline void tile_value(const v8 (&y)[M][M], int p, int q, v8& out) {
+  if constexpr (!Pool) {
+    out = y[p][q];
+  } else {
+    v8 m = y[2 * p][2 * q];
+    for (const v8& v : {y[2 * p][2 * q + 1], y[2 * p + 1][2 * q], y[2 * p + 1][2 * q + 1]})
+      m = (v > m) | (v != v) ? v : m;
+    out = m;
+  }
+}
+
 template <int M>
 void input_tf(const float* xl, int64_t C, int64_t TH, int64_t TW, float* v, int64_t ld_pos, int64_t ld_c) {
-  constexpr int A = Wino<M>::A;
   const int64_t Hl = TH * M + 2, Wl = TW * M + 2;
   for (int64_t c = 0; c < C; ++c)
     for (int64_t ty = 0; ty < TH; ++ty)
-      for (int64_t tx = 0; tx < TW; ++tx) {
-        const float* base = xl + ((c * Hl + ty * M) * Wl + tx * M) * L;
-        v8 t[A][A];  // t[r][j]: row r after the horizontal transform
-        for (int r = 0; r < A; ++r) {
-          v8 in[A];
-          for (int k = 0; k < A; ++k) in[k] = ld(base + (r * Wl + k) * L);
-          apply<false>(Wino<M>::BT, in, t[r]);
-        }
-        float* dst = v + c * ld_c + (ty * TW + tx) * L;
-        for (int j = 0; j < A; ++j) {
-          v8 col[A], out[A];
-          for (int r = 0; r < A; ++r) col[r] = t[r][j];
-          apply<false>(Wino<M>::BT, col, out);
-          for (int i = 0; i < A; ++i) st(dst + (i * A + j) * ld_pos, out[i]);
-        }
-      }
+      for (int64_t tx = 0; tx < TW; ++tx)
+        input_tile<M>(xl + ((c * Hl + ty * M) * Wl + tx * M) * L, Wl * L, L, v + c * ld_c + (ty * TW + tx) * L,
+                      ld_pos);
 }
 
-// Pool: the activated M x M tile is max-pooled 2x2 / stride 2 before it is stored, into yl
-// (O, TH*M/2, TW*M/2, lanes); tiles start at even rows and columns, so every window lies inside
-// one tile. The comparisons are those of the separate 2x2 pool (ops/pool.cpp): taps in row-major
-// order, a larger or NaN tap wins, so the result is bitwise the unfused one.
+// Pool: each activated tile is max-pooled 2x2 / stride 2 before it is stored, into yl
+// (O, TH*M/2, TW*M/2, lanes).
 template <int M, bool Pool>
 void output_tf(const float* mm, int64_t ld_pos, int64_t ld_o, int64_t O, int64_t TH, int64_t TW, const float* bias,
                bool relu, float* yl) {
-  constexpr int A = Wino<M>::A, S = Pool ? 2 : 1, MS = M / S;
+  constexpr int MS = Pool ? M / 2 : M;
   const int64_t Wo = TW * MS;
   for (int64_t o = 0; o < O; ++o) {
     const v8 b = v8{} + (bias ? bias[o] : 0.0f);
     for (int64_t ty = 0; ty < TH; ++ty)
       for (int64_t tx = 0; tx < TW; ++tx) {
-        const float* src = mm + o * ld_o + (ty * TW + tx) * L;
-        v8 t[A][M];  // t[i][q]: row i after the horizontal transform
-        for (int i = 0; i < A; ++i) {
-          v8 in[A];
-          for (int j = 0; j < A; ++j) in[j] = ld(src + (i * A + j) * ld_pos);
-          apply<false>(Wino<M>::AT, in, t[i]);
-        }
+        v8 y[M][M];
+        output_tile<M>(mm + o * ld_o + (ty * TW + tx) * L, ld_pos, b, relu, y);
         float* dst = yl + ((o * TH * MS + ty * MS) * Wo + tx * MS) * L;
-        v8 y[M][M];  // y[p][q]: output row p, column q of the tile
-        for (int q = 0; q < M; ++q) {
-          v8 col[A], out[M];
-          for (int i = 0; i < A; ++i) col[i] = t[i][q];
-          apply<false>(Wino<M>::AT, col, out);
-          for (int p = 0; p < M; ++p) {
-            v8 r = out[p] + b;
-            if (relu) r = r > 0.0f ? r : v8{};
-            if constexpr (Pool)
-              y[p][q] = r;
-            else
-              st(dst + (p * Wo + q) * L, r);
+        for (int p = 0; p < MS; ++p)
+          for (int q = 0; q < MS; ++q) {
+            v8 val;
+            tile_value<M, Pool>(y, p, q, val);
+            st(dst + (p * Wo + q) * L, val);
           }
-        }
-        if constexpr (Pool)
-          for (int p = 0; p < M; p += 2)
-            for (int q = 0; q < M; q += 2) {
-              v8 m = y[p][q];
-              for (const v8& v : {y[p][q + 1], y[p + 1][q], y[p + 1][q + 1]}) m = (v > m) | (v != v) ? v : m;
-              st(dst + ((p / 2) * Wo + q / 2) * L, m);
-            }
       }
   }
 }
@@ -199,30 +220,15 @@ void grad_input_tf(const float* dv, int64_t ld_pos, int64_t ld_c, int64_t C, int
 
 // The same transforms with 8 channels per vector instead of 8 images, for batches too small to
 // fill image lanes. xt (Hl, Wl, C) is one padded image, channels innermost; tiles t in [t0, t1),
-// t = ty*TW + tx. The arithmetic per value is that of input_tf / output_tf (same order), so a
-// small batch gets the values the image-lane layout would give.
+// t = ty*TW + tx. The per-tile work is input_tile / output_tile, as for image lanes, so a small
+// batch gets the values the image-lane layout would give.
 template <int M>
 void input_cl_tf(const float* xt, int64_t Wl, int64_t C, int64_t TW, int64_t t0, int64_t t1, float* v,
                  int64_t ld_pos) {
-  constexpr int A = Wino<M>::A;
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t ty = t / TW, tx = t % TW;
-    for (int64_t c0 = 0; c0 < C; c0 += L) {
-      const float* base = xt + (ty * M * Wl + tx * M) * C + c0;
-      v8 tt[A][A];  // tt[r][j]: row r after the horizontal transform
-      for (int r = 0; r < A; ++r) {
-        v8 in[A];
-        for (int k = 0; k < A; ++k) in[k] = ld(base + (r * Wl + k) * C);
-        apply<false>(Wino<M>::BT, in, tt[r]);
-      }
-      float* dst = v + t * C + c0;
-      for (int j = 0; j < A; ++j) {
-        v8 col[A], out[A];
-        for (int r = 0; r < A; ++r) col[r] = tt[r][j];
-        apply<false>(Wino<M>::BT, col, out);
-        for (int i = 0; i < A; ++i) st(dst + (i * A + j) * ld_pos, out[i]);
-      }
-    }
+    for (int64_t c0 = 0; c0 < C; c0 += L)
+      input_tile<M>(xt + (ty * M * Wl + tx * M) * C + c0, Wl * C, C, v + t * C + c0, ld_pos);
   }
 }
 
@@ -231,41 +237,20 @@ void input_cl_tf(const float* xt, int64_t Wl, int64_t C, int64_t TW, int64_t t0,
 template <int M, bool Pool>
 void output_cl_tf(const float* mm, int64_t ld_pos, int64_t O, int64_t TW, int64_t t0, int64_t t1, const float* bias,
                   bool relu, float* y, int64_t YH, int64_t YW) {
-  constexpr int A = Wino<M>::A, MS = Pool ? M / 2 : M;
+  constexpr int MS = Pool ? M / 2 : M;
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t ty = t / TW, tx = t % TW;
     for (int64_t o0 = 0; o0 < O; o0 += L) {
-      const v8 b = bias ? ld(bias + o0) : v8{};
-      const float* src = mm + t * O + o0;
-      v8 tt[A][M];
-      for (int i = 0; i < A; ++i) {
-        v8 in[A];
-        for (int j = 0; j < A; ++j) in[j] = ld(src + (i * A + j) * ld_pos);
-        apply<false>(Wino<M>::AT, in, tt[i]);
-      }
       v8 yv[M][M];
-      for (int q = 0; q < M; ++q) {
-        v8 col[A], out[M];
-        for (int i = 0; i < A; ++i) col[i] = tt[i][q];
-        apply<false>(Wino<M>::AT, col, out);
-        for (int p = 0; p < M; ++p) {
-          v8 r = out[p] + b;
-          if (relu) r = r > 0.0f ? r : v8{};
-          yv[p][q] = r;
-        }
-      }
+      output_tile<M>(mm + t * O + o0, ld_pos, bias ? ld(bias + o0) : v8{}, relu, yv);
       for (int p = 0; p < MS; ++p)
         for (int q = 0; q < MS; ++q) {
           const int64_t row = ty * MS + p, col = tx * MS + q;
           if (row >= YH || col >= YW) continue;
-          v8 m = yv[p][q];
-          if constexpr (Pool) {
-            m = yv[2 * p][2 * q];
-            for (const v8& v : {yv[2 * p][2 * q + 1], yv[2 * p + 1][2 * q], yv[2 * p + 1][2 * q + 1]})
-              m = (v > m) | (v != v) ? v : m;
-          }
+          v8 val;
+          tile_value<M, Pool>(yv, p, q, val);
           float* dst = y + (o0 * YH + row) * YW + col;
-          for (int l = 0; l < L; ++l) dst[l * YH * YW] = m[l];
+          for (int l = 0; l < L; ++l) dst[l * YH * YW] = val[l];  // lane l is channel o0 + l
         }
     }
   }
