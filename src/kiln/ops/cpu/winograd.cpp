@@ -135,15 +135,30 @@ int64_t winograd_saved_elems(int m, const ConvShape& s) {
 
 namespace {
 
+// U (A2, O, C) -> Ut (A2, C, O): the channel-lane GEMM's right operand stored row-major, so that
+// even its few-row products (the small-M path) sum over C in the one FMA chain the image-lane
+// GEMM uses (a transposed right operand would be summed in vector lanes there).
+void transpose_positions(const float* u, int64_t A2, int64_t O, int64_t C, float* ut) {
+  for (int64_t q = 0; q < A2; ++q)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t c = 0; c < C; ++c) ut[(q * C + c) * O + o] = u[(q * O + o) * C + c];
+}
+
 // Small batches, channels in the lanes: per image, the padded image channels-last xt (Hl, Wl, C),
 // V (A2, T, C) and M (A2, T, O) for its T = TH*TW tiles, and the GEMMs
-// M[pos] (T, O) = V[pos] (T, C) @ U[pos]^T (C, O). Only real tiles are computed (image lanes would
+// M[pos] (T, O) = V[pos] (T, C) @ Ut[pos] (C, O). Only real tiles are computed (image lanes would
 // compute 8 lanes for each image).
 void forward_channel_lanes(const Plan& p, const ConvShape& s, const float* x, const float* u,
                            const WinogradWeights* pre, const float* b, bool relu, bool pool, float* y,
                            const WinogradKernels& k) {
   const int64_t T = p.TH * p.TW, f = pool ? 2 : 1, YH = s.OH() / f, YW = s.OW() / f;
   const int64_t ldv = pstride(T, s.C), ldm = pstride(T, s.O);
+  const float* ut = pre ? pre->ut.data() : nullptr;
+  if (!pre) {
+    float* t = scratch(1, p.A2 * s.C * s.O);
+    transpose_positions(u, p.A2, s.O, s.C, t);
+    ut = t;
+  }
   float* xt = scratch(0, p.Hl * p.Wl * s.C);
   float* v = scratch(2, p.A2 * ldv);
   float* mm = scratch(3, p.A2 * ldm);
@@ -176,7 +191,7 @@ void forward_channel_lanes(const Plan& p, const ConvShape& s, const float* x, co
           sgemm_prepacked(T, {v + q * ldv, 0, s.C, 1}, pre->packed[static_cast<size_t>(q)], {mm + q * ldm, 0, s.O});
       });
     else
-      sgemm(p.A2, T, s.O, s.C, {v, ldv, s.C, 1}, {u, s.O * s.C, 1, s.C}, {mm, ldm, s.O});
+      sgemm(p.A2, T, s.O, s.C, {v, ldv, s.C, 1}, {ut, s.C * s.O, s.O, 1}, {mm, ldm, s.O});
     float* yn = y + n * s.O * YH * YW;
     parallel_for(0, T, grain, [&](int64_t t0, int64_t t1) {
       k.output_cl(p.m, pool, mm, ldm, s.O, p.TW, t0, t1, b, relu, yn, YH, YW);
@@ -229,8 +244,10 @@ std::shared_ptr<const WinogradWeights> winograd_weights(int m, const ConvShape& 
   ww->m = m, ww->O = s.O, ww->C = s.C;
   ww->u = weight_transform(Plan(m, s), s, w);
   const int64_t A2 = (m + 2) * (m + 2);
-  for (int64_t q = 0; q < A2; ++q)  // B (C x O) = U[q]^T
-    ww->packed.push_back(pack_b_once(s.C, s.O, {ww->u.data() + q * s.O * s.C, 0, 1, s.C}));
+  ww->ut.resize(ww->u.size());
+  transpose_positions(ww->u.data(), A2, s.O, s.C, ww->ut.data());
+  for (int64_t q = 0; q < A2; ++q)  // B (C x O) = Ut[q], row-major
+    ww->packed.push_back(pack_b_once(s.C, s.O, {ww->ut.data() + q * s.C * s.O, 0, s.O, 1}));
   return ww;
 }
 

@@ -69,13 +69,14 @@ struct WinogradKernels {
 const WinogradKernels* winograd_kernels(std::string_view isa = {});
 
 // The forward's transformed weights U = G w G^T for every (o, c), computed once for a constant
-// weight (compiled graphs): u (m+2)^2 x O x C, and each position's U^T packed for the GEMM of the
-// channel-lane layout, which then packs nothing per call.
+// weight (compiled graphs): u (m+2)^2 x O x C, and each position's U^T, row-major and packed for
+// the GEMM of the channel-lane layout, which then transposes and packs nothing per call.
 struct WinogradWeights {
   int m = 4;
   int64_t O = 0, C = 0;
-  std::vector<float> u;
-  std::vector<PackedB> packed;  // per position: U[pos]^T (C x O); its source is u
+  std::vector<float> u;          // (A2, O, C)
+  std::vector<float> ut;         // (A2, C, O): each position's U^T, row-major
+  std::vector<PackedB> packed;  // per position: ut[pos] packed (its source, kept alive here)
 };
 std::shared_ptr<const WinogradWeights> winograd_weights(int m, const ConvShape& s, const float* w);
 
